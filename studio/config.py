@@ -1,0 +1,202 @@
+"""Typed settings and *Params dataclasses: one source for defaults, help text, ranges and validation.
+
+Settings come, lowest priority first, from: the defaults below < `settings.yaml` in the workspace
+< `STUDIO_*` environment variables < CLI flags (`Settings.resolve`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+
+from studio.errors import ConfigError
+
+Precision = Literal["auto", "bf16", "fp16", "fp32", "8bit", "4bit"]
+Device = Literal["auto", "cuda", "mps", "cpu"]
+
+DEFAULT_HOME = Path("~/.llm-studio")
+SETTINGS_FILE = "settings.yaml"
+
+
+def _field(default: Any, help: str, **ui: Any) -> Any:
+    """A dataclass field whose metadata feeds the UI (`info=`, slider ranges) and `--help`."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **ui})
+    return field(default=default, metadata={"help": help, **ui})
+
+
+def field_help(cls: type, name: str) -> str:
+    return {f.name: f for f in dataclasses.fields(cls)}[name].metadata.get("help", "")
+
+
+def field_range(cls: type, name: str) -> tuple[float, float, float]:
+    """(minimum, maximum, step) declared for a numeric field, for sliders and number boxes."""
+    meta = {f.name: f for f in dataclasses.fields(cls)}[name].metadata
+    return meta["min"], meta["max"], meta.get("step", 1)
+
+
+def _check_range(cls: type, obj: Any, name: str) -> None:
+    lo, hi, _ = field_range(cls, name)
+    value = getattr(obj, name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ConfigError(
+            f"`{name}` should be a number between {lo} and {hi}, got {value!r}.",
+            f"set {name} within [{lo}, {hi}].",
+        )
+
+
+def _check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    if value not in choices:
+        raise ConfigError(
+            f"`{name}` should be one of {', '.join(choices)}, got {value!r}.",
+            f"pick one of: {', '.join(choices)}.",
+        )
+
+
+@dataclass
+class GenerationParams:
+    """Sampling parameters shared by every tab; same params + same seed give the same output."""
+
+    temperature: float = _field(0.7, "0 = greedy (deterministic); higher = more varied.", min=0.0, max=2.0, step=0.05)
+    top_p: float = _field(0.95, "Nucleus sampling: keep the smallest set of tokens whose probability adds up to this.", min=0.05, max=1.0, step=0.01)
+    top_k: int = _field(50, "Keep only the k most likely tokens (0 = no limit).", min=0, max=500, step=1)
+    max_new_tokens: int = _field(256, "Upper bound on the answer's length in tokens.", min=1, max=8192, step=1)
+    repetition_penalty: float = _field(1.0, "Above 1 discourages repeating tokens already in the text.", min=1.0, max=2.0, step=0.01)
+    seed: int = _field(0, "Random seed: the same seed and parameters reproduce the same answer.", min=0, max=2**31 - 1, step=1)
+    stop: list[str] = _field([], "Stop strings: generation ends when one appears (it is not included in the answer).")
+
+    def __post_init__(self) -> None:
+        for name in ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "seed"):
+            _check_range(GenerationParams, self, name)
+        self.top_k, self.max_new_tokens, self.seed = int(self.top_k), int(self.max_new_tokens), int(self.seed)
+        if isinstance(self.stop, str):
+            self.stop = [s for s in self.stop.split("\n") if s]
+        if not all(isinstance(s, str) and s for s in self.stop):
+            raise ConfigError(f"`stop` should be a list of non-empty strings, got {self.stop!r}.", "remove empty stop strings.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GenerationParams:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class LoadParams:
+    """What to load into the model manager."""
+
+    model: str = _field("", "A Hugging Face hub id (org/name) or a local folder holding a causal LM.")
+    precision: str = _field("auto", "auto = bf16/fp16 on a GPU, fp32 on CPU; 8bit/4bit quantise with bitsandbytes (4bit = NF4).")
+    double_quant: bool = _field(True, "4-bit only: quantise the quantisation constants too (saves ~0.4 bit/param).")
+    device: str = _field("auto", "auto = CUDA if present, else Apple MPS, else CPU.")
+    trust_remote_code: bool = _field(False, "Run Python code shipped with the model. Only for models you trust.")
+
+    def __post_init__(self) -> None:
+        self.model = str(self.model).strip()
+        if not self.model:
+            raise ConfigError("No model given.", "enter a hub id such as Qwen/Qwen2.5-0.5B-Instruct or a local model folder.")
+        _check_choice(self, "precision", get_args(Precision))
+        _check_choice(self, "device", get_args(Device))
+
+
+@dataclass
+class Settings:
+    """Everything the studio process is configured with."""
+
+    workspace: Path = _field(DEFAULT_HOME, "Folder that holds everything the studio writes (indexes, runs, adapters, presets, logs).")
+    host: str = _field("127.0.0.1", "Address the web UI listens on. Anything but loopback needs --auth.")
+    port: int = _field(7860, "Port of the web UI.", min=1, max=65535)
+    model: str = _field("", "Model loaded at start-up (hub id or folder); empty = none.")
+    precision: str = _field("auto", field_help(LoadParams, "precision"))
+    double_quant: bool = _field(True, field_help(LoadParams, "double_quant"))
+    device: str = _field("auto", field_help(LoadParams, "device"))
+    trust_remote_code: bool = _field(False, field_help(LoadParams, "trust_remote_code"))
+    share: bool = _field(False, "Create a public Gradio share link (needs --auth).")
+    auth: str = _field("", "user:password required to open the UI.")
+
+    def __post_init__(self) -> None:
+        self.workspace = Path(self.workspace).expanduser()
+        _check_range(Settings, self, "port")
+        _check_choice(self, "precision", get_args(Precision))
+        _check_choice(self, "device", get_args(Device))
+        if self.auth and ":" not in self.auth:
+            raise ConfigError(f"`auth` should look like user:password, got {self.auth!r}.", "pass --auth user:password.")
+
+    @property
+    def is_public(self) -> bool:
+        return self.share or self.host not in ("127.0.0.1", "localhost", "::1")
+
+    def load_params(self, model: str | None = None) -> LoadParams:
+        return LoadParams(
+            model=model or self.model,
+            precision=self.precision,
+            double_quant=self.double_quant,
+            device=self.device,
+            trust_remote_code=self.trust_remote_code,
+        )
+
+    @classmethod
+    def resolve(cls, cli: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
+        """Merge defaults < workspace settings.yaml < STUDIO_* env < `cli` (None values are ignored)."""
+        environ = dict(os.environ if environ is None else environ)
+        cli = {k: v for k, v in (cli or {}).items() if v is not None}
+        env = _from_environ(environ)
+        home = Path(cli.get("workspace") or env.get("workspace") or DEFAULT_HOME).expanduser()
+        merged: dict[str, Any] = {**_from_file(home / SETTINGS_FILE), **env, **cli, "workspace": home}
+        return cls(**merged)
+
+
+def _coerce(name: str, raw: Any, source: str) -> Any:
+    kinds = {f.name: f.type for f in dataclasses.fields(Settings)}
+    kind = kinds[name]
+    try:
+        if kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(text)
+            return text in ("1", "true", "yes", "on")
+        if kind == "int":
+            return int(raw)
+    except ValueError:
+        raise ConfigError(f"{source}: `{name}` should be a {kind}, got {raw!r}.", f"fix {name} in {source}.") from None
+    return raw
+
+
+def _from_environ(environ: dict[str, str]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(Settings)}
+    out: dict[str, Any] = {}
+    if environ.get("STUDIO_HOME"):
+        out["workspace"] = environ["STUDIO_HOME"]
+    for name in names - {"workspace"}:
+        key = f"STUDIO_{name.upper()}"
+        if key in environ:
+            out[name] = _coerce(name, environ[key], f"environment variable {key}")
+    return out
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}", f"fix or delete {path}.") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} should hold a mapping of setting: value.", f"fix or delete {path}.")
+    names = {f.name for f in dataclasses.fields(Settings)} - {"workspace"}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown setting(s) {', '.join(unknown)}.", f"use only: {', '.join(sorted(names))}."
+        )
+    return {k: _coerce(k, v, str(path)) for k, v in data.items()}
