@@ -40,23 +40,29 @@ def field_range(cls: type, name: str) -> tuple[float, float, float]:
     return meta["min"], meta["max"], meta.get("step", 1)
 
 
+def _field_error(name: str, message: str, fix: str) -> ConfigError:
+    """A ConfigError that remembers which field it is about, so `Settings.resolve` can name the source."""
+    err = ConfigError(message, fix)
+    err.field = name  # type: ignore[attr-defined]
+    return err
+
+
 def _check_range(cls: type, obj: Any, name: str) -> None:
     lo, hi, _ = field_range(cls, name)
     value = getattr(obj, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise ConfigError(
-            f"`{name}` should be a number between {lo} and {hi}, got {value!r}.",
-            f"set {name} within [{lo}, {hi}].",
-        )
+        raise _field_error(name, f"`{name}` should be a number between {lo} and {hi}, got {value!r}.",
+                           f"set {name} within [{lo}, {hi}].")
+    declared = {f.name: f.type for f in dataclasses.fields(cls)}[name]
+    if declared == "int" and isinstance(value, float) and not value.is_integer():
+        raise _field_error(name, f"`{name}` should be a whole number, got {value!r}.", f"set {name} to an integer.")
 
 
 def _check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
     value = getattr(obj, name)
     if value not in choices:
-        raise ConfigError(
-            f"`{name}` should be one of {', '.join(choices)}, got {value!r}.",
-            f"pick one of: {', '.join(choices)}.",
-        )
+        raise _field_error(name, f"`{name}` should be one of {', '.join(choices)}, got {value!r}.",
+                           f"pick one of: {', '.join(choices)}.")
 
 
 @dataclass
@@ -75,10 +81,14 @@ class GenerationParams:
         for name in ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "seed"):
             _check_range(GenerationParams, self, name)
         self.top_k, self.max_new_tokens, self.seed = int(self.top_k), int(self.max_new_tokens), int(self.seed)
+        if self.stop is None:
+            self.stop = []
         if isinstance(self.stop, str):
             self.stop = [s for s in self.stop.split("\n") if s]
-        if not all(isinstance(s, str) and s for s in self.stop):
-            raise ConfigError(f"`stop` should be a list of non-empty strings, got {self.stop!r}.", "remove empty stop strings.")
+        if not isinstance(self.stop, (list, tuple)) or not all(isinstance(s, str) and s for s in self.stop):
+            raise _field_error("stop", f"`stop` should be a list of non-empty strings, got {self.stop!r}.",
+                               "remove empty stop strings.")
+        self.stop = list(self.stop)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -128,7 +138,7 @@ class Settings:
         _check_choice(self, "precision", get_args(Precision))
         _check_choice(self, "device", get_args(Device))
         if self.auth and ":" not in self.auth:
-            raise ConfigError(f"`auth` should look like user:password, got {self.auth!r}.", "pass --auth user:password.")
+            raise _field_error("auth", f"`auth` should look like user:password, got {self.auth!r}.", "pass --auth user:password.")
 
     @property
     def is_public(self) -> bool:
@@ -145,18 +155,49 @@ class Settings:
 
     @classmethod
     def resolve(cls, cli: dict[str, Any] | None = None, environ: dict[str, str] | None = None) -> Settings:
-        """Merge defaults < workspace settings.yaml < STUDIO_* env < `cli` (None values are ignored)."""
+        """Merge defaults < workspace settings.yaml < STUDIO_* env < `cli` (None values are ignored).
+
+        `cli` keys that are not settings (an argparse namespace's subcommand, say) are ignored.
+        Raises ConfigError naming the bad setting and where its value came from.
+        """
         environ = dict(os.environ if environ is None else environ)
-        cli = {k: v for k, v in (cli or {}).items() if v is not None}
+        names = {f.name for f in dataclasses.fields(cls)}
+        cli = {k: _coerce(k, v, _cli_flag(k)) for k, v in (cli or {}).items() if v is not None and k in names}
         env = _from_environ(environ)
         home = Path(cli.get("workspace") or env.get("workspace") or DEFAULT_HOME).expanduser()
-        merged: dict[str, Any] = {**_from_file(home / SETTINGS_FILE), **env, **cli, "workspace": home}
-        return cls(**merged)
+        settings_file = home / SETTINGS_FILE
+        from_file = _from_file(settings_file)
+        sources = {**{k: str(settings_file) for k in from_file}, **{k: _env_key(k) for k in env},
+                   **{k: _cli_flag(k) for k in cli}}
+        try:
+            return cls(**{**from_file, **env, **cli, "workspace": home})
+        except ConfigError as err:
+            source = sources.get(getattr(err, "field", None))
+            if source is None:
+                raise
+            raise ConfigError(f"{source}: {err.message}", err.fix) from None
+
+
+def _cli_flag(name: str) -> str:
+    return f"command-line option --{name.replace('_', '-')}"
+
+
+def _env_key(name: str) -> str:
+    return "environment variable " + ("STUDIO_HOME" if name == "workspace" else f"STUDIO_{name.upper()}")
+
+
+_KIND_WORDS = {"int": "a whole number", "bool": "true or false (also 1/0, yes/no, on/off)"}
 
 
 def _coerce(name: str, raw: Any, source: str) -> Any:
-    kinds = {f.name: f.type for f in dataclasses.fields(Settings)}
-    kind = kinds[name]
+    """Turn a raw value from a file, the environment or the command line into the setting's type."""
+    kind = {f.name: f.type for f in dataclasses.fields(Settings)}[name]
+    if kind == "str":
+        if raw is None:
+            return ""
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+            raise ConfigError(f"{source}: `{name}` should be text, got {raw!r}.", f"fix {name} in {source}.")
+        return str(raw)
     try:
         if kind == "bool":
             if isinstance(raw, bool):
@@ -166,9 +207,12 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
                 raise ValueError(text)
             return text in ("1", "true", "yes", "on")
         if kind == "int":
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError(raw)
             return int(raw)
-    except ValueError:
-        raise ConfigError(f"{source}: `{name}` should be a {kind}, got {raw!r}.", f"fix {name} in {source}.") from None
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: `{name}` should be {_KIND_WORDS[kind]}, got {raw!r}.",
+                          f"fix {name} in {source}.") from None
     return raw
 
 
@@ -180,7 +224,7 @@ def _from_environ(environ: dict[str, str]) -> dict[str, Any]:
     for name in names - {"workspace"}:
         key = f"STUDIO_{name.upper()}"
         if key in environ:
-            out[name] = _coerce(name, environ[key], f"environment variable {key}")
+            out[name] = _coerce(name, environ[key], _env_key(name))
     return out
 
 

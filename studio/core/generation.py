@@ -7,6 +7,7 @@ request (so the chosen adapter stays active), and yields `Chunk`s as tokens arri
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -97,10 +98,13 @@ def render_prompt(tokenizer: Any, messages: list[Message]) -> RenderedPrompt:
 
 
 def _check_messages(messages: list[Message]) -> None:
+    if not isinstance(messages, (list, tuple)):
+        raise GenerationError(f"Messages should be a list of {{role, content}} dicts, got {type(messages).__name__}.",
+                              "pass [{'role': 'user', 'content': '...'}].")
     if not messages:
         raise GenerationError("There is nothing to send.", "type a message first.")
     for i, m in enumerate(messages):
-        if m.get("role") not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
             raise GenerationError(f"Message {i + 1} is malformed: {m!r}.", "each message needs role system/user/assistant and text content.")
 
 
@@ -122,11 +126,14 @@ class _QueueStreamer:
 
 
 class _CancelCriteria:
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
+    """Stops `generate` at the next token once any of the events is set."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        self.events = events
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        stop = any(e.is_set() for e in self.events)
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 def generation_kwargs(params: GenerationParams, tokenizer: Any) -> dict[str, Any]:
@@ -150,13 +157,17 @@ def stream(manager: ModelManager, messages: list[Message], params: GenerationPar
            adapter: str | None = None, cancel: threading.Event | None = None) -> Iterator[Chunk | Completion]:
     """Yield the answer as `Chunk`s while it is generated, then a final `Completion`.
 
-    Raises GenerationError when no model is loaded, the adapter is not attached or the messages
-    are malformed. Setting `cancel` (or closing the iterator) stops generation at the next token.
+    The Completion's text is exactly the concatenation of the chunks. Raises GenerationError when
+    no model is loaded, the adapter is not attached or the messages are malformed. Setting
+    `cancel` (or closing the iterator) stops generation at the next token; `cancel` is only read,
+    so one event can serve a whole session (clear it before the next request).
     """
+    _check_messages(messages)
     cancel = cancel or threading.Event()
+    halt = threading.Event()  # set by us: stop string found, or the consumer went away
     events: queue.Queue = queue.Queue()
     started = time.perf_counter()
-    worker = threading.Thread(target=_generate_worker, args=(manager, messages, params, adapter, cancel, events),
+    worker = threading.Thread(target=_generate_worker, args=(manager, messages, params, adapter, (cancel, halt), events),
                               name="studio-generate", daemon=True)
     worker.start()
     decoder = _Decoder(params.stop)
@@ -164,24 +175,18 @@ def stream(manager: ModelManager, messages: list[Message], params: GenerationPar
     try:
         while finish is None:
             kind, payload = events.get()
-            if kind == "prompt":
-                prompt_tokens, decoder.tokenizer, eos_ids = payload
-            elif kind == "ids":
+            if kind == "ids":
                 ids = list(payload)
-                pending = _drain_ids(events, ids)  # decode once per batch of already-queued ids
+                kind, payload = _drain_ids(events, ids)  # decode once per batch of already-queued ids
                 if first_token_at is None:
                     first_token_at = time.perf_counter()
-                piece = decoder.feed(ids, eos_ids)
+                piece = decoder.feed(ids)
                 if piece:
                     yield Chunk(piece)
                 if decoder.stopped:
-                    cancel.set()
-                if pending is not None:
-                    kind, payload = pending
-                    if kind == "done":
-                        finish = payload
-                    elif kind == "error":
-                        raise payload
+                    halt.set()
+            if kind == "prompt":
+                prompt_tokens, decoder.tokenizer = payload
             elif kind == "done":
                 finish = payload
             elif kind == "error":
@@ -196,17 +201,17 @@ def stream(manager: ModelManager, messages: list[Message], params: GenerationPar
                                 finish_reason=reason)
         yield Completion(text=decoder.text, stats=stats)
     finally:
-        cancel.set()  # a closed iterator (Stop button) ends the worker at its next token
+        halt.set()  # a closed iterator (Stop button) ends the worker at its next token
         worker.join(timeout=30)
 
 
-def _drain_ids(events: queue.Queue, ids: list[int]) -> tuple[str, Any] | None:
-    """Append every queued batch of ids to `ids`; return the first non-ids event, if one came."""
+def _drain_ids(events: queue.Queue, ids: list[int]) -> tuple[str | None, Any]:
+    """Append every queued batch of ids to `ids`; return the first non-ids event, or (None, None)."""
     while True:
         try:
             kind, payload = events.get_nowait()
         except queue.Empty:
-            return None
+            return None, None
         if kind != "ids":
             return kind, payload
         ids.extend(payload)
@@ -214,20 +219,24 @@ def _drain_ids(events: queue.Queue, ids: list[int]) -> tuple[str, Any] | None:
 
 def generate(manager: ModelManager, messages: list[Message], params: GenerationParams,
              adapter: str | None = None) -> Completion:
-    """Run `stream` to the end and return the Completion."""
-    for event in stream(manager, messages, params, adapter):
-        if isinstance(event, Completion):
-            return event
+    """Run `stream` to the end and return the Completion (raises what `stream` raises)."""
+    with contextlib.closing(stream(manager, messages, params, adapter)) as events:
+        for event in events:
+            if isinstance(event, Completion):
+                return event
     raise GenerationError("Generation ended without a result.", "retry; if it persists, reload the model.")
 
 
 def _generate_worker(manager: ModelManager, messages: list[Message], params: GenerationParams, adapter: str | None,
-                     cancel: threading.Event, events: queue.Queue) -> None:
+                     stops: tuple[threading.Event, ...], events: queue.Queue) -> None:
     try:
         with manager.use(adapter) as (model, tokenizer):
             prompt = render_prompt(tokenizer, messages)
             eos_ids = _eos_ids(model, tokenizer)
-            events.put(("prompt", (prompt.token_count, tokenizer, eos_ids)))
+            events.put(("prompt", (prompt.token_count, tokenizer)))
+            if any(e.is_set() for e in stops):  # cancelled while waiting for the model
+                events.put(("done", "cancelled"))
+                return
             device = next(model.parameters()).device
             input_ids = torch.tensor([prompt.token_ids], device=device)
             seed_everything(params.seed)
@@ -235,7 +244,7 @@ def _generate_worker(manager: ModelManager, messages: list[Message], params: Gen
 
             with torch.inference_mode():
                 out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                     streamer=_QueueStreamer(events), stopping_criteria=StoppingCriteriaList([_CancelCriteria(cancel)]),
+                                     streamer=_QueueStreamer(events), stopping_criteria=StoppingCriteriaList([_CancelCriteria(*stops)]),
                                      **generation_kwargs(params, tokenizer))
             new = out[0, input_ids.shape[1]:].tolist()
             events.put(("done", "eos" if new and new[-1] in eos_ids else "length"))
@@ -252,43 +261,67 @@ def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
 
 
 class _Decoder:
-    """Incremental detokenisation that never emits half a UTF-8 character or part of a stop string."""
+    """Incremental detokenisation that never emits half a UTF-8 character or part of a stop string.
+
+    Each step decodes only a short window of recent ids (the standard prefix/read-offset scheme),
+    so the cost per token stays constant however long the answer gets; the text only ever grows,
+    so the emitted pieces add up to `text`.
+    """
 
     def __init__(self, stops: list[str]) -> None:
         self.stops = stops
         self.hold = max((len(s) for s in stops), default=1) - 1
         self.tokenizer: Any = None
         self.ids: list[int] = []
+        self.prefix_offset = 0  # ids[prefix_offset:read_offset] give context for the next piece
+        self.read_offset = 0
         self.emitted = 0
         self.text = ""
         self.stopped = False
-        self.hit_eos = False
 
     @property
     def count(self) -> int:
         return len(self.ids)
 
-    def feed(self, ids: list[int], eos_ids: set[int]) -> str:
+    def feed(self, ids: list[int]) -> str:
+        """Take newly generated ids; return the text that is now safe to show (maybe "")."""
         if self.stopped:
             return ""
         self.ids.extend(ids)
-        self.hit_eos = bool(self.ids) and self.ids[-1] in eos_ids
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        for stop in self.stops:
-            at = text.find(stop)
-            if at != -1:
-                text, self.stopped = text[:at], True
-        self.text = text
-        safe = len(text) if self.stopped else len(text) - self.hold
-        if text.endswith("\ufffd") and not self.stopped:
-            safe = min(safe, len(text) - 1)
+        piece = self._decode_new()
+        if piece:
+            self._append(piece)
+        return self._emit()
+
+    def _decode_new(self, final: bool = False) -> str:
+        decode = self.tokenizer.decode
+        prefix = decode(self.ids[self.prefix_offset:self.read_offset], skip_special_tokens=True)
+        full = decode(self.ids[self.prefix_offset:], skip_special_tokens=True)
+        if len(full) <= len(prefix) or (full.endswith("\ufffd") and not final):
+            return ""  # nothing new yet, or the last bytes are half a character
+        self.prefix_offset, self.read_offset = self.read_offset, len(self.ids)
+        return full[len(prefix):]
+
+    def _append(self, piece: str) -> None:
+        # Only a stop string that ends inside the new piece can be new; earlier ones were found before.
+        start = max(0, len(self.text) - self.hold)
+        self.text += piece
+        hits = [at for stop in self.stops if (at := self.text.find(stop, start)) != -1]
+        if hits:
+            self.text, self.stopped = self.text[:min(hits)], True
+
+    def _emit(self) -> str:
+        safe = len(self.text) if self.stopped else len(self.text) - self.hold
         if safe <= self.emitted:
             return ""
-        piece, self.emitted = text[self.emitted:safe], safe
+        piece, self.emitted = self.text[self.emitted:safe], safe
         return piece
 
     def flush(self) -> str:
-        text = self.text.rstrip("\ufffd")
-        self.text = text
-        piece, self.emitted = text[self.emitted:], len(text)
+        """The rest of the text once generation has ended (a cut-off character is dropped)."""
+        if not self.stopped and self.tokenizer is not None:
+            piece = self._decode_new(final=True).rstrip("\ufffd")
+            if piece:
+                self._append(piece)
+        piece, self.emitted = self.text[self.emitted:], len(self.text)
         return piece

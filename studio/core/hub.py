@@ -103,16 +103,22 @@ def _load_config(name: str, path_or_id: str, trust_remote_code: bool) -> Any:
 
 
 def _check_causal_lm(name: str, config: Any, trust_remote_code: bool) -> None:
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING, MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    if type(config) in MODEL_FOR_CAUSAL_LM_MAPPING:
-        return
     if trust_remote_code and "AutoModelForCausalLM" in (getattr(config, "auto_map", None) or {}):
         return
     kind = getattr(config, "model_type", "unknown")
-    raise ModelLoadError(
-        f"{name} is a {kind!r} model, not a causal (text-generating) language model.",
-        "pick a decoder model such as Llama, Qwen, Mistral, Phi or GPT-2 (encoders like BERT cannot generate text).")
+    fix = "pick a decoder model such as Llama, Qwen, Mistral, Phi or GPT-2 (encoders like BERT cannot generate text)."
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise ModelLoadError(f"{name} is a {kind!r} model, not a causal (text-generating) language model.", fix)
+    # Encoder families (BERT, RoBERTa...) also have a causal-LM class, so the config type alone lets a
+    # plain encoder checkpoint through; the architectures it was saved with tell what it really is.
+    architectures = getattr(config, "architectures", None) or []
+    generative = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    if architectures and not any(a in generative or a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        raise ModelLoadError(
+            f"{name} is a {kind!r} checkpoint saved as {', '.join(architectures)}, "
+            "not a causal (text-generating) language model.", fix)
 
 
 def load_tokenizer(source: ModelSource, trust_remote_code: bool = False) -> Any:

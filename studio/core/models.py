@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +19,8 @@ import psutil
 import torch
 
 from studio.config import LoadParams
-from studio.core import hub
+from studio.core import adapter_files, hub
+from studio.core.adapter_files import base_fingerprint  # noqa: F401  (re-exported: training saves it)
 from studio.errors import AdapterError, GenerationError, ModelLoadError
 
 Progress = Callable[[float, str], None]
@@ -136,37 +136,34 @@ class ModelManager:
     def load(self, params: LoadParams, progress: Progress | None = None) -> ModelInfo:
         """Load `params.model`, replacing the resident model; raises ModelLoadError with the fix.
 
-        Everything that can be checked cheaply (the id or folder, its config, its tokenizer) is
-        checked while the old model stays resident. If the weights then fail to load, the previous
-        model is loaded again so the studio keeps working, and the error says so.
+        Everything that can be checked cheaply (the id or folder, its config, its tokenizer, the
+        device and precision) is checked first, without the lock, so the resident model keeps
+        answering meanwhile (asking the hub can take seconds). If the weights then fail to load,
+        the previous model is loaded again so the studio keeps working, and the error says so.
         """
         report = progress or (lambda _f, _m: None)
+        report(0.05, f"Resolving {params.model}")
+        source = hub.resolve(params.model, trust_remote_code=params.trust_remote_code)
+        report(0.15, "Loading tokenizer")
+        tokenizer = hub.load_tokenizer(source, trust_remote_code=params.trust_remote_code)
+        device = pick_device(params.device)
+        precision = pick_precision(params.precision, device)
+        if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ModelLoadError("This GPU does not support bf16.", "choose fp16 or 4bit precision.")
+        _quantization_config(precision, params.double_quant, device)  # bitsandbytes missing: fail now
         with self._lock:
-            report(0.05, f"Resolving {params.model}")
-            source = hub.resolve(params.model, trust_remote_code=params.trust_remote_code)
-            report(0.15, "Loading tokenizer")
-            tokenizer = hub.load_tokenizer(source, trust_remote_code=params.trust_remote_code)
-            device = pick_device(params.device)
-            precision = pick_precision(params.precision, device)
-            if precision == "bf16" and device == "cuda" and not torch.cuda.is_bf16_supported():
-                raise ModelLoadError("This GPU does not support bf16.", "choose fp16 or 4bit precision.")
-            previous = self._loaded.params if self._loaded else None
+            previous = (self._loaded.params, dict(self._loaded.adapters)) if self._loaded else None
             self._unload_locked()
             report(0.3, f"Loading weights ({precision} on {device})")
+            failure: ModelLoadError | None = None
             try:
                 model = self._load_weights(source, precision, params, device)
-            except ModelLoadError as err:
-                self._restore(previous)
-                raise _with_restore_note(err, previous) from None
             except Exception as err:  # noqa: BLE001  (translated into a user-facing error)
-                self._restore(previous)
-                if _is_oom(err):
-                    raise _with_restore_note(ModelLoadError(
-                        f"Out of memory while loading {params.model} in {precision} on {device}.",
-                        "choose 4bit precision, a smaller model, or free memory (unload other programs)."), previous) from None
-                raise _with_restore_note(ModelLoadError(
-                    f"Loading {params.model} failed: {type(err).__name__}: {err}",
-                    "check the model files, or try another precision."), previous) from None
+                failure = _load_failure(err, params.model, precision, device)
+            if failure is not None:
+                # Restored outside the except block: the original traceback (and the half-built
+                # model its frames hold) is gone by now, so its memory is free for the old model.
+                raise _with_restore_note(failure, previous, self._restore(previous))
             model.eval()
             self._loaded = Loaded(params=params, model=model, tokenizer=tokenizer, precision=precision, device=device)
             report(1.0, "Loaded")
@@ -189,19 +186,27 @@ class ModelManager:
             model.to(device)
         return model
 
-    def _restore(self, previous: LoadParams | None) -> None:
+    def _restore(self, previous: tuple[LoadParams, dict[str, Path]] | None) -> bool:
+        """Reload the model (and adapters) that a failed load replaced; True when it is back."""
         if previous is None:
-            return
+            return False
+        params, adapters = previous
+        gc.collect()
         try:
-            source = hub.resolve(previous.model, trust_remote_code=previous.trust_remote_code)
-            tokenizer = hub.load_tokenizer(source, trust_remote_code=previous.trust_remote_code)
-            device = pick_device(previous.device)
-            precision = pick_precision(previous.precision, device)
-            model = self._load_weights(source, precision, previous, device)
+            source = hub.resolve(params.model, trust_remote_code=params.trust_remote_code)
+            tokenizer = hub.load_tokenizer(source, trust_remote_code=params.trust_remote_code)
+            device = pick_device(params.device)
+            precision = pick_precision(params.precision, device)
+            model = self._load_weights(source, precision, params, device)
             model.eval()
-            self._loaded = Loaded(params=previous, model=model, tokenizer=tokenizer, precision=precision, device=device)
+            self._loaded = Loaded(params=params, model=model, tokenizer=tokenizer, precision=precision, device=device)
         except Exception:  # noqa: BLE001  (the original error is the one the user needs to see)
             self._loaded = None
+            return False
+        for name, path in adapters.items():
+            with contextlib.suppress(Exception):  # it fitted a moment ago; if it no longer loads, serve without it
+                self.attach_adapter(path, name)
+        return True
 
     def unload(self) -> None:
         """Drop the resident model and its adapters and give their memory back."""
@@ -227,15 +232,15 @@ class ModelManager:
             loaded = self._require_loaded()
             if name in loaded.adapters:
                 raise AdapterError(f"An adapter named {name!r} is already attached.", "detach it first or choose another name.")
-            config = _read_adapter_config(path)
-            _check_adapter_matches_base(config, path, loaded.base)
+            config = adapter_files.read_config(path)
+            adapter_files.check_fits(config, path, loaded.base)
             try:
                 if loaded.adapters:
                     loaded.model.load_adapter(str(path), adapter_name=name)
                 else:
                     loaded.model = PeftModel.from_pretrained(loaded.model, str(path), adapter_name=name)
                 loaded.model.eval()
-            except (RuntimeError, ValueError, KeyError) as err:
+            except Exception as err:  # noqa: BLE001  (peft raises many kinds; all mean "does not fit")
                 _undo_partial_attach(loaded, name)
                 raise AdapterError(
                     f"Adapter {path} does not fit the loaded base {loaded.params.model}: {_first_line(err)}",
@@ -336,9 +341,23 @@ def device_memory() -> dict[str, int]:
     return out
 
 
-def _with_restore_note(err: ModelLoadError, previous: LoadParams | None) -> ModelLoadError:
+def _load_failure(err: Exception, model: str, precision: str, device: str) -> ModelLoadError:
+    """The user-facing error for an exception raised while the weights were loading."""
+    if isinstance(err, ModelLoadError):
+        return ModelLoadError(err.message, err.fix)  # a fresh one: no traceback into the failed load
+    if _is_oom(err):
+        return ModelLoadError(f"Out of memory while loading {model} in {precision} on {device}.",
+                              "choose 4bit precision, a smaller model, or free memory (unload other programs).")
+    return ModelLoadError(f"Loading {model} failed: {type(err).__name__}: {_first_line(err)}",
+                          "check the model files, or try another precision.")
+
+
+def _with_restore_note(err: ModelLoadError, previous: tuple[LoadParams, dict[str, Path]] | None,
+                       restored: bool) -> ModelLoadError:
     if previous is not None:
-        err.message += f" The previous model ({previous.model}) is still loaded."
+        name = previous[0].model
+        err.message += (f" The previous model ({name}) is still loaded." if restored else
+                        f" The previous model ({name}) could not be reloaded either: no model is loaded now.")
         err.args = (f"{err.message} Fix: {err.fix}" if err.fix else err.message,)
     return err
 
@@ -346,55 +365,31 @@ def _with_restore_note(err: ModelLoadError, previous: LoadParams | None) -> Mode
 def _undo_partial_attach(loaded: Loaded, name: str) -> None:
     """Remove whatever a failed attach left behind, so the base serves as before."""
     model = loaded.model
-    if not hasattr(model, "peft_config"):
-        return
     if not loaded.adapters:
-        loaded.model = model.unload()
-    elif name in model.peft_config:
+        # PeftModel.from_pretrained injects the LoRA layers into the base before it loads their
+        # weights; when the load fails, the wrapper is gone but the layers are still in the base.
+        _strip_tuner_layers(model)
+        if hasattr(model, "get_base_model"):  # the wrapper was made after all: serve the plain base
+            loaded.model = model.get_base_model()
+    elif name in getattr(model, "peft_config", {}):
         model.delete_adapter(name)
         model.set_adapter(next(iter(loaded.adapters)))
+
+
+def _strip_tuner_layers(model: Any) -> None:
+    """Put every peft layer's original base layer back in place (what PeftModel.unload() does)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    tuners = [(name, m) for name, m in model.named_modules() if isinstance(m, BaseTunerLayer)]
+    for name, module in tuners:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        if getattr(parent, child, None) is module:
+            setattr(parent, child, module.get_base_layer())
+    if "peft_config" in vars(model):
+        del model.peft_config
 
 
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return text[0][:300] if text else type(err).__name__
-
-
-def _read_adapter_config(path: Path) -> dict[str, Any]:
-    cfg = path / "adapter_config.json"
-    if not path.is_dir():
-        raise AdapterError(f"Adapter folder {path} does not exist.", "pick an adapter from the list or give an existing folder.")
-    if not cfg.is_file():
-        raise AdapterError(f"{path} is not a peft adapter: it has no adapter_config.json.",
-                           "point to the folder a training run saved (runs/<run>/adapter) or that save_pretrained wrote.")
-    try:
-        return json.loads(cfg.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise AdapterError(f"{cfg} is not valid JSON ({err}).", "re-save the adapter.") from None
-
-
-def _check_adapter_matches_base(config: dict[str, Any], path: Path, base: Any) -> None:
-    """Refuse an adapter whose recorded base architecture differs from the resident base."""
-    recorded = config.get("studio_base") or {}
-    if not recorded:
-        studio_meta = path / "studio_base.json"
-        if studio_meta.is_file():
-            with contextlib.suppress(ValueError):
-                recorded = json.loads(studio_meta.read_text(encoding="utf-8"))
-    current = base_fingerprint(base)
-    diffs = [f"{k} {recorded[k]} vs {current[k]}" for k in current if k in recorded and recorded[k] != current[k]]
-    if diffs:
-        raise AdapterError(
-            f"Adapter {path} was trained on another base ({recorded.get('name', '?')}): " + "; ".join(diffs) + ".",
-            f"load the base it was trained on ({recorded.get('name') or config.get('base_model_name_or_path')}) first.")
-
-
-def base_fingerprint(model: Any) -> dict[str, Any]:
-    """Architecture facts an adapter depends on; saved next to adapters the studio trains."""
-    cfg = model.config
-    return {
-        "model_type": getattr(cfg, "model_type", None),
-        "hidden_size": getattr(cfg, "hidden_size", None),
-        "num_hidden_layers": getattr(cfg, "num_hidden_layers", None),
-        "vocab_size": getattr(cfg, "vocab_size", None),
-    }

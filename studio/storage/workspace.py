@@ -89,10 +89,16 @@ class Workspace:
         try:
             data = json.loads(self.recent_file.read_text(encoding="utf-8"))
         except (OSError, ValueError):
+            return []  # a missing or damaged list is just an empty history
+        if not isinstance(data, list):
             return []
         return [m for m in data if isinstance(m, str)][:RECENT_LIMIT]
 
     def remember_model(self, model: str) -> None:
+        """Put `model` first in the recent list (once), keeping the newest RECENT_LIMIT entries."""
+        model = (model or "").strip()
+        if not model:
+            return
         models = [model] + [m for m in self.recent_models() if m != model]
         write_atomic(self.recent_file, json.dumps(models[:RECENT_LIMIT], indent=1))
 
@@ -112,7 +118,8 @@ class Workspace:
         return self.presets_dir / f"{check_name(name, 'Preset')}.json"
 
     def list_presets(self) -> list[str]:
-        return sorted(p.stem for p in self.presets_dir.glob("*.json"))
+        # Skips stray files (editor backups, ".name.json" leftovers) that no preset name could produce.
+        return sorted(p.stem for p in self.presets_dir.glob("*.json") if _NAME.match(p.stem) and ".." not in p.stem)
 
     def save_preset(self, name: str, data: dict[str, Any]) -> Path:
         path = self._preset_path(name)
