@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from studio.config import Settings
 from studio.core.models import ModelManager
+from studio.core.runtime import ModelRuntime
 from studio.storage.workspace import Workspace
 
 
@@ -14,6 +15,11 @@ class Services:
     settings: Settings
     workspace: Workspace
     models: ModelManager
+    # The UI's view of `models`: a snapshot that never waits behind a generation, streamed replies.
+    runtime: ModelRuntime = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.runtime = ModelRuntime(self.models)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

@@ -1,0 +1,104 @@
+"""Widgets and formatting shared by the tabs. Gradio only: services arrive as arguments."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import gradio as gr
+
+from studio.config import field_help, field_range
+from studio.errors import StudioError
+
+if TYPE_CHECKING:
+    from studio.core.runtime import ModelState
+
+MODEL_EVENTS: dict[str, Any] = {"concurrency_id": "model", "concurrency_limit": 1}
+"""Keyword arguments for every event that uses model memory: one at a time, in order."""
+
+HIDDEN: dict[str, Any] = {"api_visibility": "private"}
+"""Keyword arguments for events that only keep the page tidy (not part of the API)."""
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Show a StudioError as a Gradio error popup with its full message (what happened + the fix)."""
+    try:
+        yield
+    except StudioError as err:
+        raise gr.Error(str(err), print_exception=False) from None
+
+
+def slider(cls: type, name: str, label: str, **kwargs: Any) -> gr.Slider:
+    """A slider whose range, step, default and help text come from a field of `cls` (built with defaults)."""
+    lo, hi, step = field_range(cls, name)
+    return gr.Slider(lo, hi, value=getattr(cls(), name), step=step, label=label, info=field_help(cls, name), **kwargs)
+
+
+def number(cls: type, name: str, label: str, **kwargs: Any) -> gr.Number:
+    lo, hi, step = field_range(cls, name)
+    return gr.Number(value=getattr(cls(), name), minimum=lo, maximum=hi, step=step, precision=0,
+                     label=label, info=field_help(cls, name), **kwargs)
+
+
+def text_of(content: Any) -> str:
+    """The text of one chat message's content (Gradio 6 gives a list of typed parts)."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return str(content.get("text", ""))
+    if isinstance(content, (list, tuple)):
+        return "".join(text_of(part) for part in content)
+    return ""
+
+
+def plain_messages(history: list[dict[str, Any]] | None) -> list[dict[str, str]]:
+    """Chatbot history as role/content string messages (tool/metadata entries dropped)."""
+    return [{"role": m["role"], "content": text_of(m.get("content"))}
+            for m in history or [] if m.get("role") in ("user", "assistant", "system")]
+
+
+def size(n: int) -> str:
+    """Bytes as GiB, or MiB below one GiB."""
+    return f"{n / 2**30:,.2f} GiB" if n >= 2**30 else f"{n / 2**20:,.1f} MiB"
+
+
+def count(n: int) -> str:
+    """A parameter count as 1.5 B / 494.0 M / 12,345."""
+    if n >= 10**9:
+        return f"{n / 1e9:,.2f} B"
+    return f"{n / 1e6:,.1f} M" if n >= 10**6 else f"{n:,}"
+
+
+def short_name(name: str) -> str:
+    """A hub id as is; a local folder by its last part (the full path is in the Models tab)."""
+    return Path(name).name if name.startswith(("/", ".", "~")) or "\\" in name else name
+
+
+def memory_markdown(memory: dict[str, int]) -> str:
+    parts = [f"studio process **{size(memory['process_rss'])}**", f"system RAM free {size(memory['system_available'])}"]
+    if "cuda_allocated" in memory:
+        parts.append(f"GPU allocated **{size(memory['cuda_allocated'])}**, reserved {size(memory['cuda_reserved'])} "
+                     f"of {size(memory['cuda_total'])}")
+    return "**Memory in use:** " + " · ".join(parts)
+
+
+def header_markdown(state: ModelState) -> str:
+    """One line for the page header: what is loaded, loading, or how to get a model."""
+    if state.loading:
+        return f"**Loading** `{short_name(state.loading)}`… (progress in the Models tab)"
+    info = state.info
+    if info is not None:
+        adapters = ", ".join(info.adapters) or "none"
+        return (f"**Model:** `{short_name(info.name)}` · {count(info.parameters)} params · {info.precision} on {info.device} · "
+                f"adapters: {adapters}")
+    if state.error:
+        return "**No model loaded:** the last load failed (see the Models tab)."
+    return "**No model loaded:** load one in the Models tab."
+
+
+def offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
