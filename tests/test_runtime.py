@@ -76,3 +76,10 @@ def test_background_load_reports_loading_then_the_result(tiny_model_dir: Path, t
     assert "does not exist" in runtime.state.error and runtime.state.info is not None
     runtime.unload()
     assert runtime.state.info is None and runtime.state.error is None
+
+
+def test_chat_during_the_startup_load_says_it_is_still_loading(tiny_model_dir: Path) -> None:
+    runtime = ModelRuntime(ModelManager())
+    runtime._set(loading=str(tiny_model_dir))  # as load_in_background does before its thread starts
+    with pytest.raises(GenerationError, match="still loading"):
+        next(runtime.replies(HELLO, GREEDY))

@@ -114,6 +114,8 @@ class ModelRuntime:
         Raises GenerationError (no model, adapter not attached, malformed messages).
         """
         if self._state.info is None and not self.models.is_loaded:
+            if self._state.loading:
+                raise GenerationError(f"{self._state.loading} is still loading.", "wait until the header shows it loaded, then send again.")
             raise GenerationError("No model is loaded.", "load one in the Models tab (or start the studio with --model).")
         text = ""
         with contextlib.closing(generation.stream(self.models, messages, params, adapter or None)) as events:
