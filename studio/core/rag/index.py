@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,9 @@ from studio.storage.workspace import Workspace
 _KB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
 _TEMPORARY = re.compile(r"^(reembed|backup)-[0-9a-f]{12}$")  # collections a running re-embed works in
 PAGE_SIZE = 2000
+# Counting a collection costs ~17 ms at 100k chunks, too much for every query: the catalog is checked
+# against it at most this often (our own writes keep both in step; this catches other writers).
+VERIFY_EVERY_S = 30.0
 
 
 @dataclass
@@ -81,6 +85,7 @@ class KnowledgeBases:
         self.bm25_root = workspace.indexes_dir / "bm25" / key
         self._locks: dict[str, threading.RLock] = {}
         self._catalogs: dict[str, Catalog] = {}
+        self._verified: dict[str, tuple[str, float]] = {}  # name -> (collection id, when it last matched)
         self._guard = threading.Lock()
 
     def _connect(self) -> Any:
@@ -158,6 +163,7 @@ class KnowledgeBases:
     def _drop_local(self, name: str) -> None:
         with self._guard:
             catalog = self._catalogs.pop(name, None)
+            self._verified.pop(name, None)
         if catalog is not None:
             catalog.close()
         forget(self.bm25_root / name)
@@ -182,17 +188,26 @@ class KnowledgeBases:
     def catalog(self, name: str) -> Catalog:
         return self.open(name).catalog
 
+    def recheck(self, name: str) -> None:
+        """Compare catalog and collection again on the next open (after a write that may have half-failed)."""
+        with self._guard:
+            self._verified.pop(name, None)
+
     def _synced_catalog(self, name: str, collection: Any, params: IndexParams) -> Catalog:
         with self.lock(name):
             with self._guard:
                 catalog = self._catalogs.get(name)
                 if catalog is None:
                     catalog = self._catalogs[name] = Catalog(self.bm25_root / name / "catalog.sqlite")
+            checked_id, checked_at = self._verified.get(name, ("", 0.0))
+            if checked_id == str(collection.id) and time.monotonic() - checked_at < VERIFY_EVERY_S:
+                return catalog
             if catalog.get_meta("collection_id") != str(collection.id) or catalog.count() != collection.count():
                 bm25 = BM25Index(catalog, self.bm25_root / name, stemming=params.stemming)
                 rows = [CatalogRow(c.id, c.source, c.file_type, c.page, c.file_hash, bm25.terms(c.embedding_text()))
                         for c in iter_chunks(collection)]
                 catalog.reset(rows, str(collection.id))
+            self._verified[name] = (str(collection.id), time.monotonic())
         return catalog
 
     def documents(self, name: str) -> list[DocumentInfo]:

@@ -174,6 +174,7 @@ class _Ingestion:
                     removed = write_document(self.open.collection, self.catalog, self.bm25.terms, p.doc, p.chunks, p.new,
                                              part, p.existing)
             except Exception as err:  # noqa: BLE001
+                self.kbs.recheck(self.kb)
                 yield self.fail(p.index, p.doc.name, err)
                 continue
             self.results[p.index] = FileResult(p.doc.name, "updated" if p.existing else "added", chunks=len(p.chunks),
