@@ -76,10 +76,10 @@ REBUILDS: list[float] = []
 
 
 def _timed_rebuild(original):
-    def rebuild(self, generation):
+    def rebuild(self, version):
         started = time.perf_counter()
         try:
-            return original(self, generation)
+            return original(self, version)
         finally:
             REBUILDS.append(time.perf_counter() - started)
     return rebuild

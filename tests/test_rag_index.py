@@ -116,6 +116,13 @@ def test_reingesting_the_same_files_adds_nothing(kbs: KnowledgeBases, files: dic
     assert all_ids(kbs, "manuals") == before and len(before) == first.chunks_embedded
 
 
+def test_the_same_file_twice_in_one_batch_lands_once(kbs: KnowledgeBases, files: dict[str, Path]) -> None:
+    kbs.create("manuals")
+    report = run(ingest(kbs, "manuals", [files["router.md"], files["router.md"]]))
+    assert [f.status for f in report.files] == ["added", "unchanged"]
+    assert kbs.info("manuals").chunks == report.files[0].chunks == len(all_ids(kbs, "manuals"))
+
+
 def test_an_edited_file_leaves_no_stale_chunk(kbs: KnowledgeBases, files: dict[str, Path]) -> None:
     kbs.create("manuals", IndexParams(chunk_tokens=32, overlap_tokens=0))
     run(ingest(kbs, "manuals", [files["router.md"], files["warranty.txt"]]))

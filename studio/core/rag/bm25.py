@@ -3,12 +3,13 @@
 Terms are computed once per chunk at ingestion (lower-cased words, English stop words removed,
 Snowball-stemmed with PyStemmer when it is installed) and kept in the knowledge base's catalog.
 The bm25s index is rebuilt from those terms only when the catalog has changed since it was built
-(its generation differs), saved next to the catalog, and then held in memory: a query only
+(its version differs), saved next to the catalog, and then held in memory: a query only
 tokenises the question and adds up precomputed posting scores.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shutil
@@ -27,16 +28,15 @@ _memory_lock = threading.Lock()
 _build_locks: dict[Path, threading.Lock] = {}  # one builder per folder, however many BM25Index objects point at it
 
 
+@functools.cache
 def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN
+    from bm25s.stopwords import STOPWORDS_EN  # lazy: importing bm25s pulls in scipy and numba
 
     return frozenset(STOPWORDS_EN)
 
 
-_STOP = _stopwords()
-
-
-def _load_stemmer() -> Any:
+@functools.cache
+def _stemmer() -> Any:
     try:
         import Stemmer
 
@@ -45,21 +45,17 @@ def _load_stemmer() -> Any:
         return None
 
 
-_STEMMER = _load_stemmer()
-STEMMING_AVAILABLE = _STEMMER is not None
-
-
 def tokenize(text: str, stemming: bool = True) -> list[str]:
     """BM25 terms of `text`: lower-case words of 2+ characters, no stop words, stemmed if asked and available."""
-    words = [w for w in _WORD.findall(text.lower()) if w not in _STOP]
-    if stemming and _STEMMER is not None:
-        return _STEMMER.stemWords(words)
-    return words
+    stop = _stopwords()
+    words = [w for w in _WORD.findall(text.lower()) if w not in stop]
+    stemmer = _stemmer() if stemming else None
+    return stemmer.stemWords(words) if stemmer is not None else words
 
 
 @dataclass
 class _Loaded:
-    generation: int
+    version: str  # Catalog.version it was built from
     data: np.ndarray  # bm25s CSC matrix (tokens x chunks) of precomputed term scores
     indices: np.ndarray
     indptr: np.ndarray
@@ -112,29 +108,29 @@ class BM25Index:
             return {}
 
     def refresh(self) -> _Loaded:
-        """The index for the catalog's current generation: from memory, else disk, else rebuilt once."""
-        generation = self.catalog.generation
+        """The index for the catalog's current version: from memory, else disk, else rebuilt once."""
+        version = self.catalog.version
         with _memory_lock:
             cached = _memory.get(self.folder)
-        if cached is not None and cached.generation == generation:
+        if cached is not None and cached.version == version:
             return cached
         with self._lock:
             with _memory_lock:
                 cached = _memory.get(self.folder)
-            if cached is not None and cached.generation == generation:  # built while we waited for the lock
+            if cached is not None and cached.version == version:  # built while we waited for the lock
                 return cached
             state = self._state()
-            if state.get("generation") == generation and (self.folder / state.get("dir", "-")).is_dir():
-                loaded = _read(self.folder / state["dir"], generation)
+            if state.get("version") == version and (self.folder / state.get("dir", "-")).is_dir():
+                loaded = _read(self.folder / state["dir"], version)
             else:
-                loaded = self._rebuild(generation)
+                loaded = self._rebuild(version)
             with _memory_lock:
                 _memory[self.folder] = loaded
         return loaded
 
-    def _rebuild(self, generation: int) -> _Loaded:
+    def _rebuild(self, version: str) -> _Loaded:
         rows = self.catalog.rows()
-        target = self.folder / f"index-{generation}"
+        target = self.folder / f"index-{version.replace(':', '-')}"
         shutil.rmtree(target, ignore_errors=True)
         target.mkdir(parents=True)
         if rows:
@@ -148,11 +144,11 @@ class BM25Index:
         (target / "rows.json").write_text(json.dumps({"vocab": vocab, "ids": [r[0] for r in rows],
                                                       "sources": [r[1] for r in rows],
                                                       "file_types": [r[2] for r in rows]}), encoding="utf-8")
-        (self.folder / "state.json").write_text(json.dumps({"generation": generation, "dir": target.name}), encoding="utf-8")
+        (self.folder / "state.json").write_text(json.dumps({"version": version, "dir": target.name}), encoding="utf-8")
         for old in self.folder.glob("index-*"):
             if old != target:
                 shutil.rmtree(old, ignore_errors=True)
-        return _read(target, generation)
+        return _read(target, version)
 
     # Searching -------------------------------------------------------------------------------------
     def search(self, query: str, k: int, sources: list[str] | None = None,
@@ -185,10 +181,10 @@ def forget(folder: Path) -> None:
         _memory.pop(folder, None)
 
 
-def _read(folder: Path, generation: int) -> _Loaded:
+def _read(folder: Path, version: str) -> _Loaded:
     rows = json.loads((folder / "rows.json").read_text(encoding="utf-8"))
     arrays = {name: np.load(folder / f"{name}.npy") for name in ("data", "indices", "indptr")}
     sources, source_codes = np.unique(np.asarray(rows["sources"], dtype=str), return_inverse=True)
     types, type_codes = np.unique(np.asarray(rows["file_types"], dtype=str), return_inverse=True)
-    return _Loaded(generation=generation, vocab=rows["vocab"], ids=rows["ids"], sources=sources.tolist(),
+    return _Loaded(version=version, vocab=rows["vocab"], ids=rows["ids"], sources=sources.tolist(),
                    source_codes=source_codes, file_types=types.tolist(), type_codes=type_codes, **arrays)

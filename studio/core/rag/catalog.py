@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ class Catalog:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        # Identifies this database file, so a BM25 index built from a deleted catalog is never reused.
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('instance', ?)", (uuid.uuid4().hex,))
 
     def close(self) -> None:
         with self._lock:
@@ -92,6 +95,11 @@ class Catalog:
     def generation(self) -> int:
         """Bumped by every change; the BM25 index records the generation it was built from."""
         return int(self.get_meta("generation", "0"))
+
+    @property
+    def version(self) -> str:
+        """This catalog file and its generation: what a BM25 index must have been built from to be reused."""
+        return f"{self.get_meta('instance')}:{self.generation}"
 
     # Reads ------------------------------------------------------------------------------------------
     def count(self) -> int:

@@ -105,6 +105,9 @@ def ingest(kbs: KnowledgeBases, kb: str, sources: Sequence[Source], cancel: thre
             if run.cancel.is_set():
                 run.results[index] = FileResult(_name(source), "cancelled")
                 continue
+            if any(p.doc.name == _name(source) for p in group):  # the same name again: compare with what lands first
+                yield from run.flush(group)
+                group = []
             yield run.progress("reading", _name(source))
             outcome = run.prepare(index, source)
             if isinstance(outcome, IngestProgress):
@@ -126,9 +129,9 @@ class _Ingestion:
 
     def __init__(self, kbs: KnowledgeBases, kb: str, total: int, cancel: threading.Event, embedder: str | None) -> None:
         self.kbs, self.kb, self.total, self.cancel = kbs, kb, total, cancel
-        self.open = kbs.open(kb, embedder)
-        self.params, self.model = self.open.params, self.open.embedder
-        self.catalog, self.bm25 = self.open.catalog, self.open.bm25
+        self.opened = kbs.open(kb, embedder)
+        self.params, self.model = self.opened.params, self.opened.embedder
+        self.catalog, self.bm25 = self.opened.catalog, self.opened.bm25
         self.started, self.embedded = time.perf_counter(), 0
         self.results: dict[int, FileResult] = {}
 
@@ -171,7 +174,7 @@ class _Ingestion:
             offset += len(p.new)
             try:
                 with self.kbs.lock(self.kb):
-                    removed = write_document(self.open.collection, self.catalog, self.bm25.terms, p.doc, p.chunks, p.new,
+                    removed = write_document(self.opened.collection, self.catalog, self.bm25.terms, p.doc, p.chunks, p.new,
                                              part, p.existing)
             except Exception as err:  # noqa: BLE001
                 self.kbs.recheck(self.kb)
