@@ -23,7 +23,7 @@ DEFAULT_HOME = Path("~/.llm-studio")
 SETTINGS_FILE = "settings.yaml"
 
 
-def _field(default: Any, help: str, **ui: Any) -> Any:
+def param_field(default: Any, help: str, **ui: Any) -> Any:
     """A dataclass field whose metadata feeds the UI (`info=`, slider ranges) and `--help`."""
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help, **ui})
@@ -47,7 +47,7 @@ def _field_error(name: str, message: str, fix: str) -> ConfigError:
     return err
 
 
-def _check_range(cls: type, obj: Any, name: str) -> None:
+def check_range(cls: type, obj: Any, name: str) -> None:
     lo, hi, _ = field_range(cls, name)
     value = getattr(obj, name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
@@ -58,7 +58,7 @@ def _check_range(cls: type, obj: Any, name: str) -> None:
         raise _field_error(name, f"`{name}` should be a whole number, got {value!r}.", f"set {name} to an integer.")
 
 
-def _check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
+def check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
     value = getattr(obj, name)
     if value not in choices:
         raise _field_error(name, f"`{name}` should be one of {', '.join(choices)}, got {value!r}.",
@@ -69,17 +69,17 @@ def _check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
 class GenerationParams:
     """Sampling parameters shared by every tab; same params + same seed give the same output."""
 
-    temperature: float = _field(0.7, "0 = greedy (deterministic); higher = more varied.", min=0.0, max=2.0, step=0.05)
-    top_p: float = _field(0.95, "Nucleus sampling: keep the smallest set of tokens whose probability adds up to this.", min=0.05, max=1.0, step=0.01)
-    top_k: int = _field(50, "Keep only the k most likely tokens (0 = no limit).", min=0, max=500, step=1)
-    max_new_tokens: int = _field(256, "Upper bound on the answer's length in tokens.", min=1, max=8192, step=1)
-    repetition_penalty: float = _field(1.0, "Above 1 discourages repeating tokens already in the text.", min=1.0, max=2.0, step=0.01)
-    seed: int = _field(0, "Random seed: the same seed and parameters reproduce the same answer.", min=0, max=2**31 - 1, step=1)
-    stop: list[str] = _field([], "Stop strings: generation ends when one appears (it is not included in the answer).")
+    temperature: float = param_field(0.7, "0 = greedy (deterministic); higher = more varied.", min=0.0, max=2.0, step=0.05)
+    top_p: float = param_field(0.95, "Nucleus sampling: keep the smallest set of tokens whose probability adds up to this.", min=0.05, max=1.0, step=0.01)
+    top_k: int = param_field(50, "Keep only the k most likely tokens (0 = no limit).", min=0, max=500, step=1)
+    max_new_tokens: int = param_field(256, "Upper bound on the answer's length in tokens.", min=1, max=8192, step=1)
+    repetition_penalty: float = param_field(1.0, "Above 1 discourages repeating tokens already in the text.", min=1.0, max=2.0, step=0.01)
+    seed: int = param_field(0, "Random seed: the same seed and parameters reproduce the same answer.", min=0, max=2**31 - 1, step=1)
+    stop: list[str] = param_field([], "Stop strings: generation ends when one appears (it is not included in the answer).")
 
     def __post_init__(self) -> None:
         for name in ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "seed"):
-            _check_range(GenerationParams, self, name)
+            check_range(GenerationParams, self, name)
         self.top_k, self.max_new_tokens, self.seed = int(self.top_k), int(self.max_new_tokens), int(self.seed)
         if self.stop is None:
             self.stop = []
@@ -103,40 +103,40 @@ class GenerationParams:
 class LoadParams:
     """What to load into the model manager."""
 
-    model: str = _field("", "A Hugging Face hub id (org/name) or a local folder holding a causal LM.")
-    precision: str = _field("auto", "auto = bf16/fp16 on a GPU, fp32 on CPU; 8bit/4bit quantise with bitsandbytes (4bit = NF4).")
-    double_quant: bool = _field(True, "4-bit only: quantise the quantisation constants too (saves ~0.4 bit/param).")
-    device: str = _field("auto", "auto = CUDA if present, else Apple MPS, else CPU.")
-    trust_remote_code: bool = _field(False, "Run Python code shipped with the model. Only for models you trust.")
+    model: str = param_field("", "A Hugging Face hub id (org/name) or a local folder holding a causal LM.")
+    precision: str = param_field("auto", "auto = bf16/fp16 on a GPU, fp32 on CPU; 8bit/4bit quantise with bitsandbytes (4bit = NF4).")
+    double_quant: bool = param_field(True, "4-bit only: quantise the quantisation constants too (saves ~0.4 bit/param).")
+    device: str = param_field("auto", "auto = CUDA if present, else Apple MPS, else CPU.")
+    trust_remote_code: bool = param_field(False, "Run Python code shipped with the model. Only for models you trust.")
 
     def __post_init__(self) -> None:
         self.model = str(self.model).strip()
         if not self.model:
             raise ConfigError("No model given.", "enter a hub id such as Qwen/Qwen2.5-0.5B-Instruct or a local model folder.")
-        _check_choice(self, "precision", get_args(Precision))
-        _check_choice(self, "device", get_args(Device))
+        check_choice(self, "precision", get_args(Precision))
+        check_choice(self, "device", get_args(Device))
 
 
 @dataclass
 class Settings:
     """Everything the studio process is configured with."""
 
-    workspace: Path = _field(DEFAULT_HOME, "Folder that holds everything the studio writes (indexes, runs, adapters, presets, logs).")
-    host: str = _field("127.0.0.1", "Address the web UI listens on. Anything but loopback needs --auth.")
-    port: int = _field(7860, "Port of the web UI.", min=1, max=65535)
-    model: str = _field("", "Model loaded at start-up (hub id or folder); empty = none.")
-    precision: str = _field("auto", field_help(LoadParams, "precision"))
-    double_quant: bool = _field(True, field_help(LoadParams, "double_quant"))
-    device: str = _field("auto", field_help(LoadParams, "device"))
-    trust_remote_code: bool = _field(False, field_help(LoadParams, "trust_remote_code"))
-    share: bool = _field(False, "Create a public Gradio share link (needs --auth).")
-    auth: str = _field("", "user:password required to open the UI.")
+    workspace: Path = param_field(DEFAULT_HOME, "Folder that holds everything the studio writes (indexes, runs, adapters, presets, logs).")
+    host: str = param_field("127.0.0.1", "Address the web UI listens on. Anything but loopback needs --auth.")
+    port: int = param_field(7860, "Port of the web UI.", min=1, max=65535)
+    model: str = param_field("", "Model loaded at start-up (hub id or folder); empty = none.")
+    precision: str = param_field("auto", field_help(LoadParams, "precision"))
+    double_quant: bool = param_field(True, field_help(LoadParams, "double_quant"))
+    device: str = param_field("auto", field_help(LoadParams, "device"))
+    trust_remote_code: bool = param_field(False, field_help(LoadParams, "trust_remote_code"))
+    share: bool = param_field(False, "Create a public Gradio share link (needs --auth).")
+    auth: str = param_field("", "user:password required to open the UI.")
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace).expanduser()
-        _check_range(Settings, self, "port")
-        _check_choice(self, "precision", get_args(Precision))
-        _check_choice(self, "device", get_args(Device))
+        check_range(Settings, self, "port")
+        check_choice(self, "precision", get_args(Precision))
+        check_choice(self, "device", get_args(Device))
         if self.auth and ":" not in self.auth:
             raise _field_error("auth", f"`auth` should look like user:password, got {self.auth!r}.", "pass --auth user:password.")
 

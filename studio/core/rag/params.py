@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
-from studio.config import _check_choice, _check_range, _field
+from studio.config import check_choice, check_range, param_field
 from studio.errors import ConfigError
 
 DEFAULT_EMBEDDER = "sentence-transformers/all-MiniLM-L6-v2"
@@ -21,16 +21,16 @@ RetrievalMode = Literal["dense", "bm25", "hybrid"]
 class IndexParams:
     """How a knowledge base turns files into chunks, vectors and BM25 terms (fixed per knowledge base)."""
 
-    embedder: str = _field(DEFAULT_EMBEDDER, "Sentence-transformers model id or local folder that embeds the chunks. "
+    embedder: str = param_field(DEFAULT_EMBEDDER, "Sentence-transformers model id or local folder that embeds the chunks. "
                            "The default ships with the studio and works offline.")
-    chunk_tokens: int = _field(200, "Target chunk size in the embedder's tokens. MiniLM reads at most 256 word pieces, "
+    chunk_tokens: int = param_field(200, "Target chunk size in the embedder's tokens. MiniLM reads at most 256 word pieces, "
                                "so chunks stay below that; smaller chunks give sharper citations.", min=32, max=2048, step=8)
-    overlap_tokens: int = _field(32, "Tokens of trailing sentences repeated at the start of the next chunk, "
+    overlap_tokens: int = param_field(32, "Tokens of trailing sentences repeated at the start of the next chunk, "
                                  "so a fact split across a boundary is still found.", min=0, max=512, step=8)
-    max_file_mb: float = _field(50.0, "Files larger than this are refused before they are read.", min=1.0, max=2048.0, step=1.0)
-    bm25_k1: float = _field(1.2, "BM25 term-frequency saturation (higher = repeated words count more).", min=0.1, max=3.0, step=0.05)
-    bm25_b: float = _field(0.75, "BM25 length normalisation (0 = none, 1 = full).", min=0.0, max=1.0, step=0.05)
-    stemming: bool = _field(True, "Reduce words to their English stem for BM25 (retrieve ~ retrieval ~ retrieved).")
+    max_file_mb: float = param_field(50.0, "Files larger than this are refused before they are read.", min=1.0, max=2048.0, step=1.0)
+    bm25_k1: float = param_field(1.2, "BM25 term-frequency saturation (higher = repeated words count more).", min=0.1, max=3.0, step=0.05)
+    bm25_b: float = param_field(0.75, "BM25 length normalisation (0 = none, 1 = full).", min=0.0, max=1.0, step=0.05)
+    stemming: bool = param_field(True, "Reduce words to their English stem for BM25 (retrieve ~ retrieval ~ retrieved).")
 
     def __post_init__(self) -> None:
         self.embedder = str(self.embedder or "").strip()
@@ -38,7 +38,7 @@ class IndexParams:
             raise ConfigError("No embedding model given.", f"leave the default ({DEFAULT_EMBEDDER}) or give a "
                               "sentence-transformers id or folder.")
         for name in ("chunk_tokens", "overlap_tokens", "max_file_mb", "bm25_k1", "bm25_b"):
-            _check_range(IndexParams, self, name)
+            check_range(IndexParams, self, name)
         self.chunk_tokens, self.overlap_tokens = int(self.chunk_tokens), int(self.overlap_tokens)
         if self.overlap_tokens >= self.chunk_tokens:
             raise ConfigError(f"`overlap_tokens` ({self.overlap_tokens}) should be smaller than `chunk_tokens` "
@@ -63,25 +63,25 @@ class IndexParams:
 class RetrievalParams:
     """What one search does: which retrievers, how many results, how they are fused and filtered."""
 
-    mode: str = _field("hybrid", "dense = embeddings only; bm25 = keywords only; hybrid = both, fused by reciprocal rank.")
-    top_k: int = _field(5, "How many chunks the search returns (and the prompt may use).", min=1, max=1000, step=1)
-    candidates: int = _field(50, "How many chunks each retriever proposes before fusion and reranking.", min=1, max=1000, step=1)
-    dense_weight: float = _field(1.0, "Weight of the dense ranking in reciprocal rank fusion.", min=0.0, max=5.0, step=0.1)
-    bm25_weight: float = _field(1.0, "Weight of the BM25 ranking in reciprocal rank fusion.", min=0.0, max=5.0, step=0.1)
-    rrf_k: int = _field(60, "RRF constant k: score = sum of weight / (k + rank). Larger k flattens the rank differences.",
+    mode: str = param_field("hybrid", "dense = embeddings only; bm25 = keywords only; hybrid = both, fused by reciprocal rank.")
+    top_k: int = param_field(5, "How many chunks the search returns (and the prompt may use).", min=1, max=1000, step=1)
+    candidates: int = param_field(50, "How many chunks each retriever proposes before fusion and reranking.", min=1, max=1000, step=1)
+    dense_weight: float = param_field(1.0, "Weight of the dense ranking in reciprocal rank fusion.", min=0.0, max=5.0, step=0.1)
+    bm25_weight: float = param_field(1.0, "Weight of the BM25 ranking in reciprocal rank fusion.", min=0.0, max=5.0, step=0.1)
+    rrf_k: int = param_field(60, "RRF constant k: score = sum of weight / (k + rank). Larger k flattens the rank differences.",
                         min=1, max=1000, step=1)
-    reranker: str = _field("", "Cross-encoder (sentence-transformers id or folder) that re-scores the fused candidates; "
+    reranker: str = param_field("", "Cross-encoder (sentence-transformers id or folder) that re-scores the fused candidates; "
                            "empty = no reranking.")
-    rerank_candidates: int = _field(20, "How many fused candidates the cross-encoder re-scores.", min=1, max=200, step=1)
-    min_similarity: float = _field(0.0, "Relevance threshold: chunks whose cosine similarity to the question is below it "
+    rerank_candidates: int = param_field(20, "How many fused candidates the cross-encoder re-scores.", min=1, max=200, step=1)
+    min_similarity: float = param_field(0.0, "Relevance threshold: chunks whose cosine similarity to the question is below it "
                                    "are dropped (0 = keep all).", min=0.0, max=1.0, step=0.01)
-    documents: list[str] = _field([], "Only search these documents (file names); empty = all.")
-    file_types: list[str] = _field([], "Only search these file types (pdf, docx, md, html, txt); empty = all.")
+    documents: list[str] = param_field([], "Only search these documents (file names); empty = all.")
+    file_types: list[str] = param_field([], "Only search these file types (pdf, docx, md, html, txt); empty = all.")
 
     def __post_init__(self) -> None:
-        _check_choice(self, "mode", get_args(RetrievalMode))
+        check_choice(self, "mode", get_args(RetrievalMode))
         for name in ("top_k", "candidates", "dense_weight", "bm25_weight", "rrf_k", "rerank_candidates", "min_similarity"):
-            _check_range(RetrievalParams, self, name)
+            check_range(RetrievalParams, self, name)
         self.top_k, self.candidates, self.rrf_k = int(self.top_k), int(self.candidates), int(self.rrf_k)
         self.rerank_candidates = int(self.rerank_candidates)
         if self.mode == "hybrid" and self.dense_weight == 0 and self.bm25_weight == 0:
@@ -96,12 +96,12 @@ class RetrievalParams:
 class AnswerParams:
     """How retrieved chunks become a prompt."""
 
-    context_tokens: int = _field(1500, "Budget for the context chunks, in the generating model's tokens. "
+    context_tokens: int = param_field(1500, "Budget for the context chunks, in the generating model's tokens. "
                                  "Lowest-ranked chunks are dropped whole to fit; a chunk is never cut.",
                                  min=64, max=131072, step=64)
-    answer_without_context: bool = _field(False, "When no chunk passes the relevance threshold: off = reply "
+    answer_without_context: bool = param_field(False, "When no chunk passes the relevance threshold: off = reply "
                                           "'no relevant context found' without generating; on = let the model answer anyway.")
 
     def __post_init__(self) -> None:
-        _check_range(AnswerParams, self, "context_tokens")
+        check_range(AnswerParams, self, "context_tokens")
         self.context_tokens = int(self.context_tokens)
