@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="Port of the UI (default 7860).")
     parser.add_argument("--share", action="store_true", default=None, help="Public Gradio share link; needs --auth.")
     parser.add_argument("--auth", help="user:password required to open the UI.")
+    parser.add_argument("--chroma-url", dest="chroma_url", help=field_help(Settings, "chroma_url"))
     _model_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -57,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    keys = ("workspace", "host", "port", "model", "precision", "double_quant", "device", "trust_remote_code", "share", "auth")
+    keys = ("workspace", "host", "port", "model", "precision", "double_quant", "device", "trust_remote_code", "share", "auth",
+            "chroma_url")
     return Settings.resolve({k: getattr(args, k, None) for k in keys})
 
 

@@ -131,6 +131,8 @@ class Settings:
     trust_remote_code: bool = param_field(False, field_help(LoadParams, "trust_remote_code"))
     share: bool = param_field(False, "Create a public Gradio share link (needs --auth).")
     auth: str = param_field("", "user:password required to open the UI.")
+    chroma_url: str = param_field("", "A Chroma server (http://host:port, started with `chroma run`) holding the knowledge "
+                                  "bases; empty = a local index in the workspace.")
 
     def __post_init__(self) -> None:
         self.workspace = Path(self.workspace).expanduser()

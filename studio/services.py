@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from studio.config import Settings
 from studio.core.models import ModelManager
+from studio.core.rag.service import RagService
 from studio.core.runtime import ModelRuntime
 from studio.storage.workspace import Workspace
 
@@ -17,9 +18,12 @@ class Services:
     models: ModelManager
     # The UI's view of `models`: a snapshot that never waits behind a generation, streamed replies.
     runtime: ModelRuntime = field(init=False, repr=False)
+    # Knowledge bases and grounded answers over the same model manager (Chroma connects on first use).
+    rag: RagService = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.runtime = ModelRuntime(self.models)
+        self.rag = RagService(self.workspace, self.models, self.settings.chroma_url or None)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

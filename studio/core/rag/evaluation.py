@@ -72,8 +72,37 @@ def load_beir(folder: str | Path, split: str = "test", queries_file: str = "quer
         if not (folder / name).is_file():
             raise StudioError(f"{folder} has no {name}.", "point at a BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels).")
     corpus = {str(r["_id"]): (r.get("title", "") or "", r.get("text", "") or "") for r in _jsonl(folder / "corpus.jsonl")}
+    data = load_queries(folder / queries_file, _qrels_file(folder, split))
+    data.corpus = corpus
+    return data
+
+
+def load_queries(queries: str | Path, qrels: str | Path) -> BeirDataset:
+    """Queries (BEIR queries.jsonl: _id, text) and their judgements (qrels TSV: query-id, corpus-id, score).
+
+    The corpus stays empty: this is for scoring a knowledge base that already holds the documents,
+    whose names are the qrels' corpus ids. Only queries with a positive judgement are kept.
+    """
+    queries, qrels = Path(queries), Path(qrels)
+    for path in (queries, qrels):
+        if not path.is_file():
+            raise StudioError(f"{path} does not exist.", "give the path of a BEIR queries.jsonl and a qrels .tsv file.")
+    judged = read_qrels(qrels)
+    rows = _jsonl(queries)
+    for number, row in enumerate(rows, start=1):
+        if not isinstance(row, dict) or "_id" not in row or not isinstance(row.get("text"), str):
+            raise StudioError(f"{queries.name} entry {number} should be an object with \"_id\" and \"text\".",
+                              'write one {"_id": "q1", "text": "the question"} per line.')
+    found = {str(r["_id"]): r["text"] for r in rows if str(r["_id"]) in judged}
+    if not found:
+        raise StudioError(f"None of the queries in {queries.name} has a judgement in {qrels.name}.",
+                          "check that the qrels' query-id column uses the queries' _id values.")
+    return BeirDataset({}, found, {q: d for q, d in judged.items() if q in found})
+
+
+def read_qrels(path: Path) -> dict[str, dict[str, int]]:
+    """query-id -> corpus-id -> relevance (> 0 only) from a TSV with an optional header line."""
     qrels: dict[str, dict[str, int]] = {}
-    path = _qrels_file(folder, split)
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         parts = line.split("\t")
         if number == 1 and parts[0] == "query-id" or not line.strip():
@@ -83,8 +112,7 @@ def load_beir(folder: str | Path, split: str = "test", queries_file: str = "quer
                               "fix that line.")
         if int(parts[2]) > 0:
             qrels.setdefault(parts[0].strip(), {})[parts[1].strip()] = int(parts[2])
-    queries = {str(r["_id"]): r["text"] for r in _jsonl(folder / queries_file) if str(r["_id"]) in qrels}
-    return BeirDataset(corpus, queries, {q: d for q, d in qrels.items() if q in queries})
+    return qrels
 
 
 def documents_of(chunk_sources: list[str], depth: int) -> Ranking:
