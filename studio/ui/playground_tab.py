@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from studio.config import GenerationParams, field_help
+from studio.config import GenerationParams
 from studio.core.prompting import (
     FREE_CHAT,
     TECHNIQUES,
@@ -21,14 +21,13 @@ from studio.core.prompting import (
     save_conversation,
 )
 from studio.errors import ConfigError, StudioError
-from studio.ui.widgets import HIDDEN, MODEL_EVENTS, number, plain_messages, slider, user_errors
+from studio.ui.widgets import HIDDEN, MODEL_EVENTS, generation_inputs, plain_messages, read_generation, user_errors
 
 if TYPE_CHECKING:
     from studio.core.runtime import ModelRuntime, Reply
     from studio.services import Services
 
 NO_ADAPTER = ("None (base model)", "")
-GENERATION_FIELDS = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "seed")
 TECHNIQUE_HELP = ("How your message is dressed before it is sent: an instruction (zero-shot), worked examples "
                   "(few-shot), a reasoning trigger or reasoning examples (chain-of-thought).")
 
@@ -60,7 +59,7 @@ def build_playground_tab(services: Services) -> gr.Tab:
             with gr.Column(scale=2, min_width=320):
                 adapter = gr.Dropdown([NO_ADAPTER], value="", allow_custom_value=True, label="Adapter",
                                       info="Answer with the plain base or one of the adapters attached in the Models tab.")
-                params = _generation_inputs()
+                params = generation_inputs()
                 preset, save, load, delete = _preset_panel(services.workspace.list_presets())
 
     values = {**spec, **params}
@@ -172,20 +171,6 @@ def _prompt_editors(spec: PromptSpec) -> dict[str, Any]:
     }
 
 
-def _generation_inputs() -> dict[str, Any]:
-    """Editors for each GenerationParams field, keyed by field name; ranges and help come from the class."""
-    with gr.Accordion("Generation parameters", open=True):
-        temperature = slider(GenerationParams, "temperature", "Temperature")
-        top_p = slider(GenerationParams, "top_p", "Top-p")
-        top_k = slider(GenerationParams, "top_k", "Top-k")
-        max_new_tokens = slider(GenerationParams, "max_new_tokens", "Max new tokens")
-        repetition_penalty = slider(GenerationParams, "repetition_penalty", "Repetition penalty")
-        seed = number(GenerationParams, "seed", "Seed")
-        stop = gr.Textbox("", label="Stop strings", lines=2, info=field_help(GenerationParams, "stop") + " One per line.")
-    return {"temperature": temperature, "top_p": top_p, "top_k": top_k, "max_new_tokens": max_new_tokens,
-            "repetition_penalty": repetition_penalty, "seed": seed, "stop": stop}
-
-
 def _rows(spec: PromptSpec) -> list[list[str]]:
     return [list(pair) for pair in spec.examples] or [["", ""]]
 
@@ -210,10 +195,7 @@ def _spec(values: dict[str, Any]) -> PromptSpec:
 
 def _read(values: dict[str, Any]) -> tuple[PromptSpec, GenerationParams]:
     """The spec and generation params the editors hold; ConfigError naming the bad field otherwise."""
-    if values["seed"] is None:
-        raise ConfigError("The seed is empty.", "enter a whole number (0 is fine).")
-    gen = GenerationParams(**{name: values[name] for name in GENERATION_FIELDS}, stop=values["stop"] or "")
-    return _spec(values), gen
+    return _spec(values), read_generation(values)
 
 
 def _stats_line(reply: Reply, adapter: str) -> str:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from studio.config import field_help, field_range
-from studio.errors import StudioError
+from studio.config import GenerationParams, field_help, field_range
+from studio.errors import ConfigError, StudioError
 
 if TYPE_CHECKING:
     from studio.core.runtime import ModelState
@@ -42,6 +42,30 @@ def number(cls: type, name: str, label: str, **kwargs: Any) -> gr.Number:
     lo, hi, step = field_range(cls, name)
     return gr.Number(value=getattr(cls(), name), minimum=lo, maximum=hi, step=step, precision=0,
                      label=label, info=field_help(cls, name), **kwargs)
+
+
+def generation_inputs(open: bool = True) -> dict[str, Any]:
+    """Editors for each GenerationParams field, keyed by field name; ranges and help come from the class."""
+    with gr.Accordion("Generation parameters", open=open):
+        temperature = slider(GenerationParams, "temperature", "Temperature")
+        top_p = slider(GenerationParams, "top_p", "Top-p")
+        top_k = slider(GenerationParams, "top_k", "Top-k")
+        max_new_tokens = slider(GenerationParams, "max_new_tokens", "Max new tokens")
+        repetition_penalty = slider(GenerationParams, "repetition_penalty", "Repetition penalty")
+        seed = number(GenerationParams, "seed", "Seed")
+        stop = gr.Textbox("", label="Stop strings", lines=2, info=field_help(GenerationParams, "stop") + " One per line.")
+    return {"temperature": temperature, "top_p": top_p, "top_k": top_k, "max_new_tokens": max_new_tokens,
+            "repetition_penalty": repetition_penalty, "seed": seed, "stop": stop}
+
+
+GENERATION_FIELDS = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "seed")
+
+
+def read_generation(values: dict[str, Any]) -> GenerationParams:
+    """The GenerationParams that `generation_inputs()` editors hold; ConfigError naming the bad field otherwise."""
+    if values["seed"] is None:
+        raise ConfigError("The seed is empty.", "enter a whole number (0 is fine).")
+    return GenerationParams(**{name: values[name] for name in GENERATION_FIELDS}, stop=values["stop"] or "")
 
 
 def text_of(content: Any) -> str:
