@@ -32,9 +32,13 @@ def user_errors() -> Iterator[None]:
         raise gr.Error(str(err), print_exception=False) from None
 
 
-def slider(cls: type, name: str, label: str, **kwargs: Any) -> gr.Slider:
-    """A slider whose range, step, default and help text come from a field of `cls` (built with defaults)."""
+def slider(cls: type, name: str, label: str, maximum: float | None = None, **kwargs: Any) -> gr.Slider:
+    """A slider whose range, step, default and help text come from a field of `cls` (built with defaults).
+
+    `maximum` narrows the range the slider offers (the field's own limit still applies to typed values).
+    """
     lo, hi, step = field_range(cls, name)
+    hi = min(hi, maximum) if maximum is not None else hi
     return gr.Slider(lo, hi, value=getattr(cls(), name), step=step, label=label, info=field_help(cls, name), **kwargs)
 
 
