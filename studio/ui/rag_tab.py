@@ -80,7 +80,7 @@ def build_rag_tab(services: Services) -> gr.Tab:
 
 # Layout ---------------------------------------------------------------------------------------------------
 def _knowledge_base_panel() -> tuple[Any, ...]:
-    kb = gr.Dropdown([], value=None, label="Knowledge base", elem_id="rag-kb",
+    kb = gr.Dropdown([], value=None, label="Knowledge base", elem_id="rag-kb", allow_custom_value=True,
                      info="Each knowledge base is a Chroma collection with its own embedder and chunking.")
     summary = gr.Markdown(elem_id="rag-kb-summary")
     with gr.Accordion("New knowledge base", open=False):
@@ -120,7 +120,7 @@ def _documents_panel() -> tuple[Any, ...]:
     table = gr.Dataframe(headers=views.DOCUMENT_HEADERS, value=[], interactive=False, wrap=True, max_height=320,
                          elem_id="rag-documents")
     with gr.Row(equal_height=True):
-        document = gr.Dropdown([], value=None, label="Document", scale=3)
+        document = gr.Dropdown([], value=None, label="Document", scale=3, allow_custom_value=True)
         delete = gr.Button("Delete document", variant="stop", scale=1, size="sm")
     return table, document, delete
 
