@@ -51,7 +51,7 @@ def build_rag_tab(services: Services) -> gr.Tab:
                 answer_params = _answer_inputs()
                 gen = generation_inputs(open=False)
 
-    kb_views = [summary, documents, document, retrieval["documents"]]
+    kb_views = [summary, documents, document, retrieval["documents"]]  # the filter offers the documents
     tab.select(on.show, kb, [kb, adapter, *kb_views], show_progress="hidden", **HIDDEN)
     kb.change(on.pick, kb, kb_views, show_progress="hidden", **HIDDEN)
     create.click(on.create, new_name, [kb, new_name], inputs_kwargs=index, api_name="rag_create")
@@ -63,6 +63,8 @@ def build_rag_tab(services: Services) -> gr.Tab:
     reembed.click(on.reembed, [kb, reembed_model], [status, *kb_views], api_name="rag_reembed", **INGEST_EVENTS)
     delete_kb.click(on.delete, [kb, confirm], [kb, confirm], api_name="rag_delete")
 
+    # Prefixed, because retrieval and sampling both have a `top_k`.
+    retrieval = {f"retrieval_{k}": v for k, v in retrieval.items()}
     settings = {**retrieval, **{f"answer_{k}": v for k, v in answer_params.items()}, **gen}
     asking = gr.on([ask["question"].submit, ask["ask"].click], on.ask, [kb, ask["question"], adapter],
                    [ask["answer"], ask["citations"], ask["stats"], ask["sources"]], inputs_kwargs=settings,
@@ -314,7 +316,7 @@ class RagHandlers:
 
     def cancel(self, kb: str) -> str:
         if self._cancel("ingest", kb):
-            return "⏹ Cancelling: the file being embedded is dropped; files already written stay."
+            return "**Cancelling:** the files being embedded are dropped; files already written stay."
         return "Nothing is being ingested into this knowledge base."
 
     # Asking -----------------------------------------------------------------------------------------------
@@ -355,19 +357,20 @@ class RagHandlers:
             if not queries or not qrels:
                 raise StudioError("Evaluation needs a queries file and a qrels file.", "upload both, then press Evaluate.")
             events = self.rag.evaluate_events(kb, queries, qrels, _retrieval(values), self._job("eval", kb or ""))
-            yield "⏳ Starting (the first run compiles ranx's metric kernels: allow ~30 s)…", gr.update(), gr.update()
+            yield "Starting (the first run compiles ranx's metric kernels: allow ~30 s)…", gr.update(), gr.update()
             for event in events:
                 if hasattr(event, "metrics"):
                     yield (f"**Done:** {event.queries} queries.", views.evaluation_rows(event),
                            views.evaluation_figure(event))
                 else:
                     progress((event.done, event.total), desc="queries searched")
-                    yield f"⏳ {event.done} of {event.total} queries searched", gr.update(), gr.update()
+                    yield f"{event.done} of {event.total} queries searched…", gr.update(), gr.update()
 
     def cancel_evaluation(self, kb: str) -> str:
-        return "⏹ Cancelling the evaluation…" if self._cancel("eval", kb) else "No evaluation is running."
+        return "**Cancelling** the evaluation…" if self._cancel("eval", kb) else "No evaluation is running."
 
 
 def _retrieval(values: dict[str, Any]) -> RetrievalParams:
-    lists = {"documents", "file_types"}
-    return RetrievalParams(**{k: (values[k] or []) if k in lists else values[k] for k in RETRIEVAL_FIELDS})
+    """RetrievalParams from the editors, which arrive as `retrieval_<field>` keyword arguments."""
+    raw = {k: values[f"retrieval_{k}"] for k in RETRIEVAL_FIELDS}
+    return RetrievalParams(**{k: (v or []) if k in ("documents", "file_types") else v for k, v in raw.items()})

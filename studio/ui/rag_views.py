@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 DOCUMENT_HEADERS = ["document", "type", "chunks", "pages"]
 RANKING_HEADERS = ["#", "document", "page / heading", "score", "text"]
 METRIC_LABELS = {"ndcg@10": "nDCG@10", "recall@10": "Recall@10", "recall@100": "Recall@100", "mrr@10": "MRR@10"}
-STATUS_ICONS = {"added": "✅ added", "updated": "🔄 updated", "unchanged": "➖ unchanged", "failed": "❌ failed",
-                "cancelled": "⏹ cancelled"}
 
 
 def kb_summary(info: KnowledgeBaseInfo | None, where: str) -> str:
@@ -41,12 +39,12 @@ def document_rows(documents: list[DocumentInfo]) -> list[list[Any]]:
 
 def progress_line(event: IngestProgress) -> str:
     """One line for the ingestion status while it runs."""
-    step = f"file {min(event.files_done + 1, event.files_total)} of {event.files_total}"
+    step = f"File {min(event.files_done + 1, event.files_total)} of {event.files_total}"
     if event.stage == "embedding" and event.chunks_to_embed:
-        return f"⏳ {step}: embedding `{event.file}` ({event.chunks_embedded} chunks embedded so far)"
+        return f"{step}: embedding `{event.file}` · {event.chunks_embedded} chunks embedded so far"
     if event.stage == "failed":
-        return f"❌ {event.message}"
-    return f"⏳ {step}: {event.stage} `{event.file}` · {event.chunks_embedded} chunks embedded"
+        return f"**Failed:** {event.message}"
+    return f"{step}: {event.stage} `{event.file}` · {event.chunks_embedded} chunks embedded so far"
 
 
 def progress_fraction(event: IngestProgress) -> float:
@@ -55,19 +53,30 @@ def progress_fraction(event: IngestProgress) -> float:
     return min(1.0, event.files_done / event.files_total)
 
 
+def _outcome(f: Any) -> str:
+    if f.status == "failed":
+        return "**failed**"
+    if f.status == "updated":
+        return f"updated: +{f.added} / -{f.removed} chunks ({f.chunks} now)"
+    if f.status == "added":
+        return f"added ({f.chunks} chunks)"
+    return f"{f.status} ({f.chunks} chunks)" if f.status == "unchanged" else f.status
+
+
 def report_markdown(report: IngestReport) -> str:
-    """The batch's outcome: a summary line, then one row per file with its error or notes."""
-    head = ("**Cancelled:** files not yet written were left out; the knowledge base holds what was written before."
+    """The batch's outcome: a summary line, each failure with its reason and fix, then one row per file."""
+    head = ("**Cancelled.** Files not yet written were left out; the knowledge base holds what was written before."
             if report.cancelled else "**Done.**")
-    rows = ["| file | result | chunks | added | removed | details |", "| --- | --- | --- | --- | --- | --- |"]
-    for f in report.files:
-        details = f.error or "; ".join(f.notes)
-        rows.append(f"| `{_cell(f.file)}` | {STATUS_ICONS.get(f.status, f.status)} | {f.chunks} | {f.added} | "
-                    f"{f.removed} | {_cell(details)} |")
-    failed = len(report.failed)
-    tail = (f"\n\n{failed} file(s) failed; the others landed. A failed file left the knowledge base unchanged."
-            if failed else "")
-    return f"{head} {report.summary()}\n\n" + "\n".join(rows) + tail
+    lines = [f"{head} {report.summary()}"]
+    if report.failed:
+        lines.append(f"\n{len(report.failed)} file(s) failed and left the knowledge base unchanged; the others landed:\n")
+        lines += [f"- {_cell(f.error)}" for f in report.failed]
+    notes = [f"- `{f.file}`: {_cell(n)}" for f in report.files for n in f.notes]
+    if notes:
+        lines += ["\nNotes:\n", *notes]
+    lines += ["\n| file | result |", "| --- | --- |"]
+    lines += [f"| `{_cell(f.file)}` | {_outcome(f)} |" for f in report.files]
+    return "\n".join(lines)
 
 
 def _cell(text: str) -> str:
