@@ -1,0 +1,177 @@
+"""The sample knowledge base in sample_data/: enough documents of every type, readable PDF/DOCX, and an
+evaluation set whose facts really are in the documents (so fact recall on it measures retrieval, not luck).
+
+Fast and model-free: only file parsing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from studio.core.rag.loaders import SUFFIXES, load_document
+
+ROOT = Path(__file__).resolve().parents[1] / "sample_data"
+DOCS = ROOT / "docs"
+SOURCES = ROOT / "sources"
+EVAL = ROOT / "eval.jsonl"
+GENERATED = {"user-manual.pdf": "user-manual.md", "service-policy.docx": "service-policy.md"}
+HOUSE_KEYS = {"answer": str, "steps": list, "escalate": bool}
+
+
+def _docs() -> list[Path]:
+    return sorted(p for p in DOCS.iterdir() if p.is_file())
+
+
+@cache
+def _text(name: str) -> str:
+    """A document's text as the studio's RAG loader reads it (what a knowledge base would index)."""
+    return load_document(DOCS / name).text
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", " ", text)
+
+
+@cache
+def _eval_rows() -> list[dict]:
+    rows = []
+    for number, line in enumerate(EVAL.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                pytest.fail(f"eval.jsonl line {number} is not JSON: {err}")
+    return rows
+
+
+# The documents ----------------------------------------------------------------------------------
+def test_at_least_20_documents_of_every_type():
+    docs = _docs()
+    assert len(docs) >= 20, f"only {len(docs)} documents in {DOCS}"
+    unsupported = [p.name for p in docs if p.suffix.lower() not in SUFFIXES]
+    assert not unsupported, f"files the knowledge base cannot ingest: {unsupported}"
+    kinds = Counter(p.suffix.lower() for p in docs)
+    for suffix in (".md", ".txt", ".html", ".pdf", ".docx"):
+        assert kinds[suffix] >= 1, f"no {suffix} document in {DOCS}"
+
+
+def test_total_text_is_30_to_100_kb():
+    total = sum(len(_text(p.name).encode("utf-8")) for p in _docs())
+    assert 30_000 <= total <= 100_000, f"the documents hold {total} bytes of text"
+
+
+def test_every_document_loads_with_real_text():
+    for path in _docs():
+        text = _text(path.name)
+        assert len(text) >= 1000, f"{path.name} has only {len(text)} characters of text"
+
+
+def test_structured_formats_have_headings():
+    for path in _docs():
+        raw = path.read_text(encoding="utf-8") if path.suffix in (".md", ".html") else ""
+        if path.suffix == ".md":
+            assert re.search(r"^# \S", raw, re.M) and re.search(r"^## \S", raw, re.M), f"{path.name} lacks #/## headings"
+        elif path.suffix == ".html":
+            assert "<h1>" in raw and "<h2>" in raw and "<p>" in raw, f"{path.name} lacks h1/h2/p"
+
+
+def test_pdf_has_several_pages_of_extractable_text():
+    from pypdf import PdfReader
+
+    reader = PdfReader(DOCS / "user-manual.pdf")
+    assert len(reader.pages) >= 3
+    for number, page in enumerate(reader.pages, start=1):
+        assert len((page.extract_text() or "").strip()) > 200, f"page {number} of user-manual.pdf has no extractable text"
+    assert reader.outline, "user-manual.pdf has no outline (bookmarks)"
+
+
+def test_docx_uses_real_heading_styles():
+    import docx
+
+    document = docx.Document(str(DOCS / "service-policy.docx"))
+    styles = Counter(p.style.name for p in document.paragraphs if p.text.strip())
+    assert styles["Heading 1"] >= 1 and styles["Heading 2"] >= 3, styles
+    assert styles["Normal"] >= 5, styles
+
+
+def test_generated_documents_have_their_sources():
+    for generated, source in GENERATED.items():
+        assert (DOCS / generated).is_file(), f"{generated} missing: run python sample_data/build_docs.py"
+        assert (SOURCES / source).is_file(), f"source {source} of {generated} missing"
+
+
+# The evaluation set -------------------------------------------------------------------------------
+def test_eval_has_at_least_60_questions_spread_over_the_documents():
+    rows = _eval_rows()
+    assert len(rows) >= 60, f"only {len(rows)} questions"
+    questions = [row["question"] for row in rows]
+    assert len(set(questions)) == len(questions), "duplicate questions"
+    sources = Counter(row["source"] for row in rows)
+    assert len(sources) >= 20, f"questions only cover {len(sources)} documents"
+    for generated in GENERATED:
+        assert sources[generated] >= 3, f"too few questions about {generated}"
+
+
+def test_eval_rows_are_well_formed():
+    for row in _eval_rows():
+        assert set(row) == {"question", "reference", "facts", "schema", "source"}, row.get("question")
+        assert isinstance(row["question"], str) and row["question"].endswith("?"), row["question"]
+        assert isinstance(row["facts"], list) and 1 <= len(row["facts"]) <= 3, row["question"]
+        assert all(isinstance(f, str) and f.strip() == f and f for f in row["facts"]), row["question"]
+        assert (DOCS / row["source"]).is_file(), f"unknown source {row['source']}"
+        schema = row["schema"]
+        assert schema["type"] == "object" and set(schema["required"]) == set(HOUSE_KEYS), row["question"]
+        assert schema["additionalProperties"] is False, row["question"]
+
+
+def test_every_fact_is_verbatim_in_its_source_document():
+    for row in _eval_rows():
+        name = row["source"]
+        for fact in row["facts"]:
+            if name in GENERATED:
+                source = (SOURCES / GENERATED[name]).read_text(encoding="utf-8")
+                assert fact in source, f"{fact!r} not in sources/{GENERATED[name]} ({row['question']})"
+                # and the rendered file still carries it (line breaks in PDF text become spaces)
+                assert _squash(fact) in _squash(_text(name)), f"{fact!r} lost when rendering {name}"
+            else:
+                assert fact in _text(name), f"{fact!r} not in {name} ({row['question']})"
+
+
+def test_references_are_house_format_and_contain_the_facts():
+    try:
+        import jsonschema
+    except ImportError:  # pragma: no cover - jsonschema is optional
+        jsonschema = None
+    for row in _eval_rows():
+        reference = json.loads(row["reference"])
+        if jsonschema is not None:
+            jsonschema.validate(reference, row["schema"])
+        assert set(reference) == set(HOUSE_KEYS), row["question"]
+        for key, kind in HOUSE_KEYS.items():
+            assert isinstance(reference[key], kind), f"{key} of {row['question']!r} is not {kind.__name__}"
+        assert all(isinstance(step, str) and step for step in reference["steps"]), row["question"]
+        for fact in row["facts"]:
+            assert fact in reference["answer"], f"reference answer lacks {fact!r} ({row['question']})"
+
+
+def test_build_script_reproduces_the_committed_files(tmp_path, monkeypatch):
+    """Rebuilding from the sources gives byte-identical files, so the committed PDF/DOCX are up to date."""
+    pytest.importorskip("fpdf")
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("sample_data_build_docs", ROOT / "build_docs.py")
+    build_docs = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, build_docs)  # dataclasses look their module up
+    spec.loader.exec_module(build_docs)
+    build_docs.build_pdf(SOURCES / "user-manual.md", tmp_path / "user-manual.pdf")
+    build_docs.build_docx(SOURCES / "service-policy.md", tmp_path / "service-policy.docx")
+    for name in GENERATED:
+        assert (tmp_path / name).read_bytes() == (DOCS / name).read_bytes(), \
+            f"{name} is out of date: run python sample_data/build_docs.py and commit the result"
