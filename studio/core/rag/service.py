@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from studio.core.rag.bm25 import tokenize
 from studio.core.rag.catalog import DocumentInfo
-from studio.core.rag.loaders import SUFFIXES
 from studio.core.rag.params import AnswerParams, IndexParams, RetrievalParams
 from studio.errors import StudioError
 
@@ -244,7 +243,3 @@ class RagService:
 
 class _Cancelled(Exception):
     pass
-
-
-def supported_suffixes() -> list[str]:
-    return sorted(SUFFIXES)
