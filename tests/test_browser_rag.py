@@ -1,4 +1,4 @@
-"""The RAG tab in headless Chromium: create a knowledge base, ingest sample_data's docs, ask, see the cited source.
+"""The RAG tab in headless Chromium: create a knowledge base, import the sample docs in one click, ask, see the citation.
 
 The tiny test model is random, so after the UI has ingested the docs the test teaches it (a few
 seconds of overfitting) to answer the exact grounded prompt the studio builds for QUESTION with a
@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 
+from studio.core.rag.service import SAMPLE_DOCS as DOCS
+from studio.core.rag.service import SAMPLE_KB
 from test_browser import CHROMIUM_ARGS, ROOT, chromium, teach  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-DOCS = ROOT / "sample_data" / "docs"
 QUESTION = "How many days do I have to register the warranty?"
 README_SCREENSHOT = ROOT / "assets" / "screenshots" / "rag.png"
 
@@ -62,7 +63,7 @@ def teach_grounded_answer(services: Any, base_dir: Path, out_dir: Path) -> tuple
     from studio.core.rag.answer import build_prompt
     from studio.core.rag.params import AnswerParams
 
-    result = services.rag.search("help-centre", QUESTION)
+    result = services.rag.search(SAMPLE_KB, QUESTION)
     prompt = build_prompt(QUESTION, result.chunks, AutoTokenizer.from_pretrained(base_dir), AnswerParams())
     number = next((b.number for b in prompt.blocks if b.item.chunk.source == "warranty.md" and "60 days" in b.item.chunk.text),
                   None)
@@ -71,7 +72,7 @@ def teach_grounded_answer(services: Any, base_dir: Path, out_dir: Path) -> tuple
     return teach(base_dir, out_dir, prompt.messages, reply, max_steps=200), number
 
 
-def test_ingest_sample_docs_then_ask_a_cited_question(page: Any, studio: tuple[str, Any], tiny_model_dir: Path,
+def test_import_sample_docs_then_ask_a_cited_question(page: Any, studio: tuple[str, Any], tiny_model_dir: Path,
                                                       tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
@@ -84,16 +85,15 @@ def test_ingest_sample_docs_then_ask_a_cited_question(page: Any, studio: tuple[s
     page.get_by_role("button", name="Create knowledge base").click()
     expect(page.locator("#rag-kb-summary")).to_contain_text("help-centre · 0 documents")
 
-    page.get_by_text("Or a whole folder").click()
-    page.get_by_label("Paths on the studio's machine").fill(str(DOCS))
-    page.get_by_role("button", name="Ingest", exact=True).click()
+    page.get_by_role("button", name=f"Import the sample help centre ({SAMPLE_KB})").click()  # one click
     status = page.locator("#rag-ingest-status")
     expect(status).to_contain_text("Done.", timeout=300_000)
     count = len([p for p in DOCS.iterdir() if p.is_file()])
     expect(status).to_contain_text(f"{count} added")
+    expect(page.locator("#rag-kb-summary")).to_contain_text(f"{SAMPLE_KB} · {count} documents")
     first = min(p.name for p in DOCS.iterdir() if p.is_file())
     expect(page.locator("#rag-documents")).to_contain_text(first)  # the table scrolls: the first row is rendered
-    assert "warranty.md" in {d.name for d in services.rag.documents("help-centre")}
+    assert "warranty.md" in {d.name for d in services.rag.documents(SAMPLE_KB)}
 
     taught, number = teach_grounded_answer(services, tiny_model_dir, tmp_path / "taught")
     services.runtime.load(services.settings.load_params(str(taught)))

@@ -11,6 +11,7 @@ import gradio as gr
 from studio.config import field_help
 from studio.core.rag.loaders import FILE_TYPES
 from studio.core.rag.params import AnswerParams, IndexParams, RetrievalMode, RetrievalParams
+from studio.core.rag.service import SAMPLE_DOCS, SAMPLE_KB
 from studio.errors import StudioError
 from studio.ui import rag_views as views
 from studio.ui.widgets import HIDDEN, MODEL_EVENTS, generation_inputs, read_generation, slider, user_errors
@@ -34,7 +35,7 @@ def build_rag_tab(services: Services) -> gr.Tab:
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=360):
                 kb, summary, new_name, index, create = _knowledge_base_panel()
-                uploads, folder, paths, ingest, cancel, status = _ingest_panel()
+                uploads, folder, paths, ingest, cancel, status, samples = _ingest_panel()
                 documents, document, delete_document = _documents_panel()
                 reembed_model, reembed, confirm, delete_kb = _maintenance_panel()
             with gr.Column(scale=5, min_width=480):
@@ -58,6 +59,7 @@ def build_rag_tab(services: Services) -> gr.Tab:
     ingesting = ingest.click(on.ingest, [kb, uploads, folder, paths], [status, *kb_views], api_name="rag_ingest",
                              **INGEST_EVENTS)
     ingesting.then(lambda: (None, None), None, [uploads, folder], **HIDDEN)
+    samples.click(on.import_samples, None, [kb, status, *kb_views], api_name="rag_import_samples", **INGEST_EVENTS)
     cancel.click(on.cancel, kb, status, api_name="rag_cancel", **HIDDEN)
     delete_document.click(on.delete_document, [kb, document], [status, *kb_views], api_name="rag_delete_document")
     reembed.click(on.reembed, [kb, reembed_model], [status, *kb_views], api_name="rag_reembed", **INGEST_EVENTS)
@@ -114,7 +116,8 @@ def _ingest_panel() -> tuple[Any, ...]:
         ingest = gr.Button("Ingest", variant="primary")
         cancel = gr.Button("Cancel", variant="stop")
     status = gr.Markdown(elem_id="rag-ingest-status")
-    return uploads, folder, paths, ingest, cancel, status
+    samples = gr.Button(f"Import the sample help centre ({SAMPLE_KB})", size="sm", visible=SAMPLE_DOCS.is_dir())
+    return uploads, folder, paths, ingest, cancel, status, samples
 
 
 def _documents_panel() -> tuple[Any, ...]:
@@ -300,6 +303,14 @@ class RagHandlers:
             if not sources:
                 raise StudioError("No files to ingest.", "upload files or a folder, or type a path, then press Ingest.")
             yield from self._run(kb, self.rag.ingest(kb, sources, self._job("ingest", kb)), progress)
+
+    def import_samples(self, progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
+        """One click: the sample documents into their own knowledge base, which becomes the picked one."""
+        with user_errors():
+            events = self.rag.import_samples(self._job("ingest", SAMPLE_KB))
+            names = self.rag.names()
+            for update in self._run(SAMPLE_KB, events, progress):
+                yield (gr.update(choices=names, value=SAMPLE_KB), *update)
 
     def reembed(self, kb: str, model: str, progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
         with user_errors():

@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from studio.core.rag.retrieval import SearchResult
 
 INSPECT_MODES = ("dense", "bm25", "hybrid", "reranked")
+SAMPLE_DOCS = Path(__file__).resolve().parents[3] / "sample_data" / "docs"  # present in a source checkout
+SAMPLE_KB = "halden-help-centre"
 _WORD = re.compile(r"(?u)\b\w\w+\b")
 
 
@@ -146,6 +148,15 @@ class RagService:
         from studio.core.rag.ingest import ingest
 
         return ingest(self.kbs, self._required(name), load_beir(folder).documents(), cancel)
+
+    def import_samples(self, cancel: threading.Event | None = None) -> Iterator[IngestProgress | IngestReport]:
+        """Create (if needed) the SAMPLE_KB knowledge base and ingest sample_data/docs into it."""
+        if not SAMPLE_DOCS.is_dir():
+            raise StudioError(f"The sample documents are not here ({SAMPLE_DOCS}).",
+                              "run the studio from a checkout of its repository, which has sample_data/.")
+        if SAMPLE_KB not in self.names():
+            self.create(SAMPLE_KB)
+        return self.ingest(SAMPLE_KB, [SAMPLE_DOCS], cancel)
 
     def reembed(self, name: str, embedder: str, cancel: threading.Event | None = None,
                 ) -> Iterator[IngestProgress | IngestReport]:
