@@ -1,0 +1,396 @@
+"""The training process: `python -m studio.core.training.worker --config RUN.yaml [--resume] [--workspace DIR]`.
+
+Reads top to bottom like litgpt's finetune scripts: setup (run folder, tokenizer, data, model, peft)
+→ fit (transformers Trainer, with RunCallback writing metrics.jsonl and honouring STOP) → save
+(adapter, tokenizer, base fingerprint, model card) → status.json says finished, stopped or failed.
+
+It runs in its own process so that its memory is gone when it exits and a crash leaves the studio
+untouched. Every failure ends as `failed` in status.json with a readable reason and a suggestion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from studio.core.training.params import RunConfig
+from studio.core.training.runs import RunDir, Runs, RunStatus, now, process_create_time
+from studio.errors import StudioError
+
+OOM_FIX = "lower the batch size, enable 4-bit (QLoRA), or shorten max length."
+LOG_IN_FILE_ENV = "STUDIO_TRAIN_LOG_REDIRECTED"  # set by TrainingService: the worker's output already goes to log.txt
+log = logging.getLogger("studio.training")
+
+
+class DatasetFailure(StudioError):
+    """The training or validation file has lines that are not valid examples."""
+
+
+class Terminated(Exception):
+    """SIGTERM arrived (TrainingService.stop after its grace period, or the system shutting down)."""
+
+
+@dataclass
+class PreparedData:
+    train: list[dict[str, list[int]]]
+    validation: list[dict[str, list[int]]]
+    max_length: int
+    hashes: dict[str, str] = field(default_factory=dict)
+
+
+# Entry points ----------------------------------------------------------------------------------------------
+def default_run_name(config: RunConfig) -> str:
+    base = Path(config.model.rstrip("/")).name or "run"
+    return f"{base[:40]}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def open_run(config: RunConfig, workspace: str | Path | None = None) -> RunDir:
+    """The run folder for `config` in the workspace (given, else STUDIO_HOME / settings), named if unnamed."""
+    from studio.config import Settings
+    from studio.storage.workspace import Workspace
+
+    root = Workspace(Path(workspace) if workspace else Settings.resolve().workspace)
+    if not config.name:
+        config.name = default_run_name(config)
+    return Runs(root.runs_dir).get(config.name)
+
+
+def run_training(config_path: str | Path, resume: bool = False, workspace: str | Path | None = None) -> int:
+    """Train the run that `config_path` describes; returns the exit code (0 finished or stopped, 1 failed, 2 bad config).
+
+    The run folder is runs/<config.name> of the workspace; the config is copied there as config.yaml.
+    `resume` continues from the newest checkpoint in runs/<name>/checkpoints/.
+    """
+    try:
+        config = RunConfig.load(config_path)
+        run = open_run(config, workspace)
+        _claim(run, config, Path(config_path), resume)
+    except StudioError as err:
+        print(f"error: {err.message}" + (f"\nfix: {err.fix}" if err.fix else ""), file=sys.stderr)
+        return 2
+    handler = _log_to(run)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if _main_thread() else None
+    try:
+        return _train(run, config, resume)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def _claim(run: RunDir, config: RunConfig, config_path: Path, resume: bool) -> None:
+    """Refuse a second worker on a live run or a fresh start over an old run; write config.yaml and `running`."""
+    status = run.read_status()
+    if run.exists() and status.state == "running" and status.pid and status.pid != os.getpid():
+        from studio.core.training.runs import process_alive
+
+        if process_alive(status.pid, status.pid_started):
+            raise StudioError(f"Run {run.name!r} is already training (process {status.pid}).", "stop it first, or wait.")
+    if not resume and run.exists() and status.state != "queued":
+        raise StudioError(f"Run {run.name!r} already exists ({status.state}).",
+                          "choose another name, delete the run, or pass --resume to continue it.")
+    run.path.mkdir(parents=True, exist_ok=True)
+    if config_path.resolve() != run.config_file.resolve():
+        config.save(run.config_file)
+    pid = os.getpid()
+    run.write_status(RunStatus(state="running", pid=pid, pid_started=process_create_time(pid), started=now(),
+                               step=status.step if resume else 0, total_steps=status.total_steps if resume else 0))
+
+
+def _train(run: RunDir, config: RunConfig, resume: bool) -> int:
+    try:
+        log.info("run %s: %s on %s with %s", run.name, config.dataset, config.model, config.train.method)
+        checkpoint = _resume_point(run) if resume else None
+        state, metrics = fit(run, config, checkpoint)
+    except KeyboardInterrupt:
+        return _end(run, "stopped", "Stopped with Ctrl-C.", "resume the run to continue from its last checkpoint.", 1)
+    except Terminated:
+        return _end(run, "stopped", "The training process was asked to end (SIGTERM).",
+                    "resume the run to continue from its last checkpoint.", 1)
+    except BaseException as err:  # noqa: BLE001  (every failure must end as a readable `failed`)
+        log.error("%s", traceback.format_exc())
+        reason, fix = describe_failure(err)
+        return _end(run, "failed", reason, fix, 1)
+    reason = "" if state == "finished" else f"Stopped on request at step {metrics.get('step')}; the adapter so far is saved."
+    fix = "" if state == "finished" else "resume the run to train on from here."
+    return _end(run, state, reason, fix, 0)
+
+
+def _end(run: RunDir, state: str, reason: str, fix: str, code: int) -> int:
+    run.update_status(state=state, reason=reason, suggestion=fix, ended=now())
+    log.info("run %s %s%s", run.name, state, f": {reason}" if reason else "")
+    return code
+
+
+def describe_failure(err: BaseException) -> tuple[str, str]:
+    """(reason, suggestion) for status.json: out of memory, a StudioError's message and fix, else type: message."""
+    if _is_oom(err):
+        return f"Out of memory: {_first_line(err)}", OOM_FIX
+    if isinstance(err, StudioError):
+        return err.message, err.fix or "see log.txt in the run folder."
+    return f"{type(err).__name__}: {_first_line(err)}", "see log.txt in the run folder for the full traceback."
+
+
+def _is_oom(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, (MemoryError, torch.OutOfMemoryError)) or "out of memory" in str(err).lower()
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0][:400] if lines else type(err).__name__
+
+
+def _resume_point(run: RunDir) -> Path:
+    checkpoint = run.last_checkpoint()
+    if checkpoint is None:
+        raise StudioError(f"Run {run.name!r} has no checkpoint to resume from.",
+                          "start it again as a new run (checkpoints are saved every save_steps, or each epoch).")
+    step = int(checkpoint.name.split("-")[-1])
+    # Lines past the checkpoint belong to steps that will be trained again: drop them so the curve has no doubles.
+    kept = [row for row in run.read_metrics() if int(row.get("step") or 0) <= step]
+    from studio.storage.workspace import write_atomic
+
+    write_atomic(run.metrics_file, "".join(json.dumps(row) + "\n" for row in kept))
+    log.info("resuming from %s", checkpoint.name)
+    return checkpoint
+
+
+# Setup ------------------------------------------------------------------------------------------------------
+def prepare_data(config: RunConfig, tokenizer: Any) -> PreparedData:
+    """Check, split and tokenise the data; DatasetFailure (naming the first bad lines) when a file has errors."""
+    from studio.core.datasets import check_dataset, make_split, tokenize_dataset
+    from studio.core.training.card import file_sha256
+
+    params = config.data_params()
+    report = _checked(check_dataset(config.dataset, tokenizer, params))
+    validation = _checked(check_dataset(config.validation, tokenizer, params)) if config.validation else None
+    suggested = report.stats.tokens.suggested_max_length if report.stats and report.stats.tokens else None
+    params = config.data_params(suggested)
+    split = make_split(report, params, validation)
+    train, issues = tokenize_dataset(split.train, tokenizer, params)
+    held, _ = tokenize_dataset(split.validation, tokenizer, params)
+    for issue in issues:
+        log.warning("%s", issue)
+    if not train:
+        raise StudioError(f"No training example is left in {config.dataset} after tokenisation (max_length "
+                          f"{params.max_length}).", "raise max_length, or check the dataset's warnings.")
+    hashes = {config.dataset: file_sha256(config.dataset)}
+    if config.validation:
+        hashes[config.validation] = file_sha256(config.validation)
+    log.info("data: %d training and %d validation examples, max_length %d (%s)", len(train), len(held),
+             params.max_length, split.source)
+    return PreparedData([t.features() for t in train], [t.features() for t in held], params.max_length, hashes)
+
+
+def _checked(report: Any) -> Any:
+    if report.has_errors:
+        first = "; ".join(str(issue) for issue in report.errors[:3])
+        more = f" (and {len(report.errors) - 3} more)" if len(report.errors) > 3 else ""
+        raise DatasetFailure(f"{report.path.name} has {len(report.errors)} invalid line(s): {first}{more}",
+                             f"fix or remove these lines in {report.path} (`studio` dataset check lists them all), "
+                             "then start the run again.")
+    return report
+
+
+def device_setup() -> tuple[str, bool]:
+    """(device, bf16): bf16 only on a CUDA GPU that supports it; CPU and MPS compute in fp32."""
+    import torch
+
+    from studio.core.models import pick_device
+
+    device = pick_device("auto")
+    return device, device == "cuda" and torch.cuda.is_bf16_supported()
+
+
+def load_model(config: RunConfig, path_or_id: str, device: str, bf16: bool) -> Any:
+    """The base model for `config.train.method`: 4-bit NF4 (double quant) for QLoRA, bf16 for LoRA/prompt tuning on
+    a bf16 GPU, fp32 otherwise (full fine-tuning keeps fp32 master weights and trains with bf16 autocast)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    method = config.train.method
+    kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code, "low_cpu_mem_usage": True}
+    compute = torch.bfloat16 if bf16 else torch.float32
+    if method == "qlora":
+        kwargs.update(quantization_config=_four_bit(compute), device_map={"": 0 if device == "cuda" else device},
+                      dtype=compute)
+    else:
+        kwargs["dtype"] = compute if method != "full" else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(path_or_id, **kwargs)
+    model.config.use_cache = False  # the KV cache only helps generation, and conflicts with gradient checkpointing
+    return model
+
+
+def _four_bit(compute: Any) -> Any:
+    try:
+        import bitsandbytes  # noqa: F401  (lazy: only QLoRA needs it)
+        from transformers import BitsAndBytesConfig
+    except ImportError as err:
+        raise StudioError(f"QLoRA needs bitsandbytes, which failed to import ({err}).",
+                          "pip install bitsandbytes, or choose the lora method.") from None
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute)
+
+
+def peft_config(config: RunConfig) -> Any:
+    """The peft config of an adapter method (None for full fine-tuning)."""
+    from peft import LoraConfig, PromptTuningConfig, TaskType
+
+    p = config.train
+    if p.method == "prompt_tuning":
+        return PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=p.num_virtual_tokens)
+    if p.method in ("lora", "qlora"):
+        return LoraConfig(task_type=TaskType.CAUSAL_LM, r=p.lora_r, lora_alpha=p.lora_alpha, lora_dropout=p.lora_dropout,
+                          target_modules=p.target_modules, use_rslora=p.use_rslora, use_dora=p.use_dora, bias="none")
+    return None
+
+
+def wrap_model(model: Any, config: RunConfig) -> Any:
+    """The model Trainer trains: the peft model for adapter methods, the model itself for full fine-tuning."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    p = config.train
+    if p.method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=p.gradient_checkpointing)
+    elif p.gradient_checkpointing and p.uses_adapter:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()  # frozen embeddings: checkpointed blocks still need an input that requires grad
+    peft = peft_config(config)
+    if peft is None:
+        return model
+    model = get_peft_model(model, peft)
+    trainable, total = model.get_nb_trainable_parameters()
+    log.info("trainable parameters: %s of %s (%.3f%%)", f"{trainable:,}", f"{total:,}", 100 * trainable / max(total, 1))
+    return model
+
+
+def training_arguments(run: RunDir, config: RunConfig, device: str, bf16: bool, has_validation: bool) -> Any:
+    from transformers import TrainingArguments
+
+    p = config.train
+    evaluate = "no" if not has_validation else ("steps" if p.eval_steps else "epoch")
+    return TrainingArguments(
+        output_dir=str(run.checkpoints_dir), num_train_epochs=p.epochs, max_steps=p.max_steps or -1,
+        per_device_train_batch_size=p.per_device_batch_size, per_device_eval_batch_size=p.per_device_batch_size,
+        gradient_accumulation_steps=p.gradient_accumulation, learning_rate=p.learning_rate,
+        lr_scheduler_type=p.lr_scheduler, warmup_steps=float(p.warmup_ratio),  # a float below 1 is a ratio of the steps
+        logging_steps=p.logging_steps, logging_first_step=True,
+        eval_strategy=evaluate, eval_steps=p.eval_steps or None,
+        save_strategy="steps" if p.save_steps else "epoch", save_steps=p.save_steps or 500,
+        save_total_limit=p.checkpoints_kept, seed=p.seed, data_seed=p.seed,
+        bf16=bf16, fp16=device == "cuda" and not bf16, use_cpu=device == "cpu",
+        gradient_checkpointing=p.gradient_checkpointing and p.method == "full",
+        train_sampling_strategy="group_by_length" if p.group_by_length else "random",
+        include_num_input_tokens_seen="non_padding", remove_unused_columns=False, optim="adamw_torch",
+        report_to="none", disable_tqdm=True, dataloader_num_workers=0, log_level="warning")
+
+
+# Fit and save -----------------------------------------------------------------------------------------------
+def fit(run: RunDir, config: RunConfig, checkpoint: Path | None) -> tuple[str, dict[str, Any]]:
+    """Train and save; ("finished" | "stopped", final metrics). Raises on any failure (the caller records it)."""
+    from transformers import Trainer, set_seed
+
+    from studio.core import hub
+    from studio.core.training.callbacks import ListDataset, PaddingCollator, RunCallback
+
+    set_seed(config.train.seed)
+    source = hub.resolve(config.model, trust_remote_code=config.trust_remote_code)
+    tokenizer = hub.load_tokenizer(source, trust_remote_code=config.trust_remote_code)
+    data = prepare_data(config, tokenizer)
+    device, bf16 = device_setup()
+    log.info("loading %s (%s on %s)", config.model, config.train.method, device)
+    model = wrap_model(load_model(config, source.path_or_id, device, bf16), config)
+    callback = RunCallback(run)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    trainer = Trainer(model=model, args=training_arguments(run, config, device, bf16, bool(data.validation)),
+                      data_collator=PaddingCollator(pad_id, multiple_of=8 if device == "cuda" else 1),
+                      train_dataset=ListDataset(data.train), eval_dataset=ListDataset(data.validation) or None,
+                      processing_class=tokenizer, callbacks=[callback])
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    state = "stopped" if callback.stop_requested else "finished"
+    rows = run.read_metrics()
+    if data.validation and state == "finished" and not _evaluated_at(rows, trainer.state.global_step):
+        trainer.evaluate()
+    return state, save(run, config, trainer, tokenizer, data, state)
+
+
+def _evaluated_at(rows: Sequence[dict[str, Any]], step: int) -> bool:
+    return any(r.get("eval_loss") is not None and r.get("step") == step for r in rows)
+
+
+def save(run: RunDir, config: RunConfig, trainer: Any, tokenizer: Any, data: PreparedData, state: str) -> dict[str, Any]:
+    """Save the adapter (or the full model), tokenizer, base fingerprint and model card; the final metrics."""
+    from studio.core.adapter_files import base_fingerprint
+    from studio.core.training.card import final_metrics, model_card
+
+    out = run.adapter_dir if config.train.uses_adapter else run.model_dir
+    if out.exists():
+        shutil.rmtree(out)  # a resumed run replaces what its earlier stop saved
+    model = trainer.model
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    (out / "studio_base.json").write_text(json.dumps({"name": config.model, **base_fingerprint(base)}, indent=1),
+                                          encoding="utf-8")
+    metrics = final_metrics(run.read_metrics())
+    metrics["step"] = int(trainer.state.global_step)
+    card = model_card(config, data.hashes, metrics, {"train": len(data.train), "validation": len(data.validation)}, state)
+    (out / "README.md").write_text(card, encoding="utf-8")  # replaces peft's generic card
+    run.update_status(step=int(trainer.state.global_step), extra={"final": metrics, "output": out.name})
+    log.info("saved %s at step %d", out, trainer.state.global_step)
+    return metrics
+
+
+# Process plumbing -------------------------------------------------------------------------------------------
+def _log_to(run: RunDir) -> logging.Handler | None:
+    """Our log lines go to stderr; also to log.txt unless the service already sends the output there."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    log.setLevel(logging.INFO)
+    if os.environ.get(LOG_IN_FILE_ENV) == "1":
+        return None
+    handler = logging.FileHandler(run.log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m studio.core.training.worker", description="Run one training run.")
+    parser.add_argument("--config", required=True, help="The run file (RUN.yaml, or a run's config.yaml).")
+    parser.add_argument("--resume", action="store_true", help="Continue from the run's last checkpoint.")
+    parser.add_argument("--workspace", help="Workspace folder (default: $STUDIO_HOME, else ~/.llm-studio).")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_training(args.config, resume=args.resume, workspace=args.workspace)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
