@@ -2,6 +2,7 @@
 
     studio [--host H] [--port P] [--model M] [--precision P] [--workspace DIR] [--share --auth U:P]
     studio chat --model M [--adapter DIR] [--system S] [sampling flags] "prompt"
+    studio rag ingest|query|eval|list|docs|delete ...   (see studio/cli_rag.py)
 """
 
 from __future__ import annotations
@@ -10,32 +11,63 @@ import argparse
 import sys
 import threading
 from collections.abc import Sequence
-from typing import get_args
+from typing import TYPE_CHECKING, get_args
 
 from studio.config import Device, GenerationParams, LoadParams, Precision, Settings, field_help
 from studio.errors import StudioError
 
+if TYPE_CHECKING:
+    from studio.core.models import ModelManager
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
-def _model_options(parser: argparse.ArgumentParser, model_required: bool = False) -> None:
-    parser.add_argument("--model", required=model_required, help=field_help(LoadParams, "model"))
-    parser.add_argument("--precision", choices=get_args(Precision), help=field_help(LoadParams, "precision"))
-    parser.add_argument("--device", choices=get_args(Device), help=field_help(LoadParams, "device"))
-    parser.add_argument("--double-quant", dest="double_quant", action=argparse.BooleanOptionalAction, default=None,
+def model_options(parser: argparse.ArgumentParser, model_required: bool = False, workspace: bool = True) -> None:
+    # SUPPRESS, not None: a subcommand's unset flag must not overwrite the same flag given before the
+    # subcommand (`studio --workspace W chat ...`); Settings.resolve supplies the defaults.
+    unset = argparse.SUPPRESS
+    parser.add_argument("--model", required=model_required, default=unset, help=field_help(LoadParams, "model"))
+    parser.add_argument("--precision", choices=get_args(Precision), default=unset, help=field_help(LoadParams, "precision"))
+    parser.add_argument("--device", choices=get_args(Device), default=unset, help=field_help(LoadParams, "device"))
+    parser.add_argument("--double-quant", dest="double_quant", action=argparse.BooleanOptionalAction, default=unset,
                         help=field_help(LoadParams, "double_quant"))
-    parser.add_argument("--trust-remote-code", dest="trust_remote_code", action="store_true", default=None,
+    parser.add_argument("--trust-remote-code", dest="trust_remote_code", action="store_true", default=unset,
                         help=field_help(LoadParams, "trust_remote_code"))
-    parser.add_argument("--workspace", help="Workspace folder (default: $STUDIO_HOME, else ~/.llm-studio).")
+    if workspace:
+        workspace_option(parser)
 
 
-def _sampling_options(parser: argparse.ArgumentParser) -> None:
+def workspace_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workspace", default=argparse.SUPPRESS,
+                        help="Workspace folder (default: $STUDIO_HOME, else ~/.llm-studio).")
+
+
+def sampling_options(parser: argparse.ArgumentParser, top_k_flag: str = "--top-k") -> None:
+    """Sampling flags (GenerationParams); `top_k_flag` renames --top-k where a command has its own."""
     defaults = GenerationParams()
     for name, kind in (("temperature", float), ("top_p", float), ("top_k", int), ("max_new_tokens", int),
                        ("repetition_penalty", float), ("seed", int)):
-        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=getattr(defaults, name),
+        flag = top_k_flag if name == "top_k" else f"--{name.replace('_', '-')}"
+        parser.add_argument(flag, dest=name, type=kind, default=getattr(defaults, name),
                             help=f"{field_help(GenerationParams, name)} (default {getattr(defaults, name)})")
     parser.add_argument("--stop", action="append", default=[], help=field_help(GenerationParams, "stop") + " Repeatable.")
+
+
+def generation_params(args: argparse.Namespace) -> GenerationParams:
+    return GenerationParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, max_new_tokens=args.max_new_tokens,
+                            repetition_penalty=args.repetition_penalty, seed=args.seed, stop=args.stop)
+
+
+def load_model(manager: ModelManager, settings: Settings, adapter_dir: str | None) -> str | None:
+    """Load settings.model (and the adapter) with progress on stderr; returns the adapter's name to generate with."""
+    print(f"Loading {settings.model}…", file=sys.stderr)
+    info = manager.load(settings.load_params())
+    adapter = None
+    if adapter_dir:
+        info = manager.attach_adapter(adapter_dir)
+        adapter = info.adapters[-1]
+    print(info.summary(), file=sys.stderr)
+    return adapter
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,15 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--share", action="store_true", default=None, help="Public Gradio share link; needs --auth.")
     parser.add_argument("--auth", help="user:password required to open the UI.")
     parser.add_argument("--chroma-url", dest="chroma_url", help=field_help(Settings, "chroma_url"))
-    _model_options(parser)
+    model_options(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     chat = sub.add_parser("chat", help="Stream one answer in the terminal.", description="Stream one answer in the terminal.")
-    _model_options(chat, model_required=False)
+    model_options(chat, model_required=False)
     chat.add_argument("--adapter", help="A peft adapter folder to apply on top of the model.")
     chat.add_argument("--system", default="", help="System prompt.")
-    _sampling_options(chat)
+    sampling_options(chat)
     chat.add_argument("prompt", help="The user message.")
+
+    from studio.cli_rag import add_rag_parser  # here, not at the top: cli_rag builds on this module's options
+
+    add_rag_parser(sub)
     return parser
 
 
@@ -91,16 +127,9 @@ def run_chat(args: argparse.Namespace, settings: Settings) -> int:
 
     if not settings.model:
         raise StudioError("No model to chat with.", "pass --model <hub id or folder> (or set STUDIO_MODEL).")
-    params = GenerationParams(temperature=args.temperature, top_p=args.top_p, top_k=args.top_k, max_new_tokens=args.max_new_tokens,
-                              repetition_penalty=args.repetition_penalty, seed=args.seed, stop=args.stop)
+    params = generation_params(args)
     manager = ModelManager()
-    print(f"Loading {settings.model}…", file=sys.stderr)
-    info = manager.load(settings.load_params())
-    adapter = None
-    if args.adapter:
-        info = manager.attach_adapter(args.adapter)
-        adapter = info.adapters[-1]
-    print(info.summary(), file=sys.stderr)
+    adapter = load_model(manager, settings, args.adapter)
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + [{"role": "user", "content": args.prompt}]
     cancel = threading.Event()
     stream = generation.stream(manager, messages, params, adapter=adapter, cancel=cancel)
@@ -126,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings(args)
         if args.command == "chat":
             return run_chat(args, settings)
+        if args.command == "rag":
+            from studio.cli_rag import run_rag
+
+            return run_rag(args, settings)
         return run_serve(settings)
     except StudioError as err:
         print(f"error: {err.message}", file=sys.stderr)
