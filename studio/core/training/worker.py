@@ -67,7 +67,8 @@ def open_run(config: RunConfig, workspace: str | Path | None = None) -> RunDir:
 
 
 def run_training(config_path: str | Path, resume: bool = False, workspace: str | Path | None = None) -> int:
-    """Train the run that `config_path` describes; returns the exit code (0 finished or stopped, 1 failed, 2 bad config).
+    """Train the run that `config_path` describes; returns the exit code: 0 finished or stopped on request,
+    1 failed or terminated, 2 unusable config (nothing written), 130 Ctrl-C.
 
     The run folder is runs/<config.name> of the workspace; the config is copied there as config.yaml.
     `resume` continues from the newest checkpoint in runs/<name>/checkpoints/.
@@ -116,7 +117,7 @@ def _train(run: RunDir, config: RunConfig, resume: bool) -> int:
         checkpoint = _resume_point(run) if resume else None
         state, metrics = fit(run, config, checkpoint)
     except KeyboardInterrupt:
-        return _end(run, "stopped", "Stopped with Ctrl-C.", "resume the run to continue from its last checkpoint.", 1)
+        return _end(run, "stopped", "Stopped with Ctrl-C.", "resume the run to continue from its last checkpoint.", 130)
     except Terminated:
         return _end(run, "stopped", "The training process was asked to end (SIGTERM).",
                     "resume the run to continue from its last checkpoint.", 1)
@@ -294,7 +295,7 @@ def training_arguments(run: RunDir, config: RunConfig, device: str, bf16: bool, 
         save_strategy="steps" if p.save_steps else "epoch", save_steps=p.save_steps or 500,
         save_total_limit=p.checkpoints_kept, seed=p.seed, data_seed=p.seed,
         bf16=bf16, fp16=device == "cuda" and not bf16, use_cpu=device == "cpu",
-        gradient_checkpointing=p.gradient_checkpointing and p.method == "full",
+        activation_checkpointing=p.gradient_checkpointing and p.method == "full",
         train_sampling_strategy="group_by_length" if p.group_by_length else "random",
         include_num_input_tokens_seen="non_padding", remove_unused_columns=False, optim="adamw_torch",
         report_to="none", disable_tqdm=True, dataloader_num_workers=0, log_level="warning")
@@ -323,6 +324,7 @@ def fit(run: RunDir, config: RunConfig, checkpoint: Path | None) -> tuple[str, d
                       processing_class=tokenizer, callbacks=[callback])
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     state = "stopped" if callback.stop_requested else "finished"
+    run.stop_file.unlink(missing_ok=True)  # the request is honoured; a later --resume must not stop at once
     rows = run.read_metrics()
     if data.validation and state == "finished" and not _evaluated_at(rows, trainer.state.global_step):
         trainer.evaluate()
