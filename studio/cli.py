@@ -90,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     from studio.cli_rag import add_rag_parser  # here, not at the top: cli_rag builds on this module's options
 
     add_rag_parser(sub)
+    from studio.cli_data import add_data_parser
+
+    add_data_parser(sub)
     return parser
 
 
@@ -159,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from studio.cli_rag import run_rag
 
             return run_rag(args, settings)
+        if args.command == "data":
+            from studio.cli_data import run_data
+
+            return run_data(args)
         return run_serve(settings)
     except StudioError as err:
         print(f"error: {err.message}", file=sys.stderr)
