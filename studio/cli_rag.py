@@ -379,7 +379,7 @@ def run_eval(args: argparse.Namespace, rag: RagService, settings: Settings) -> i
 
 def _eval_files(args: argparse.Namespace) -> tuple[Path, Path]:
     """(queries, qrels) from --queries/--qrels or --beir DIR; the files themselves are checked by the loader."""
-    from studio.core.rag.evaluation import _qrels_file
+    from studio.core.rag.evaluation import qrels_file
 
     if args.beir:
         if args.queries or args.qrels:
@@ -387,7 +387,7 @@ def _eval_files(args: argparse.Namespace) -> tuple[Path, Path]:
         folder = Path(args.beir).expanduser()
         if not folder.is_dir():
             raise StudioError(f"{folder} is not a folder.", "point --beir at a BEIR dataset folder.")
-        return folder / "queries.jsonl", _qrels_file(folder, "test")
+        return folder / "queries.jsonl", qrels_file(folder, "test")
     if not (args.queries and args.qrels):
         raise StudioError("Evaluation needs queries and their relevance judgements.",
                           "pass --queries QUERIES.jsonl --qrels QRELS.tsv, or --beir DIR.")

@@ -58,7 +58,7 @@ def _jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _qrels_file(folder: Path, split: str) -> Path:
+def qrels_file(folder: Path, split: str) -> Path:
     for candidate in (folder / f"qrels_{split}.tsv", folder / "qrels" / f"{split}.tsv"):
         if candidate.is_file():
             return candidate
@@ -72,7 +72,7 @@ def load_beir(folder: str | Path, split: str = "test", queries_file: str = "quer
         if not (folder / name).is_file():
             raise StudioError(f"{folder} has no {name}.", "point at a BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels).")
     corpus = {str(r["_id"]): (r.get("title", "") or "", r.get("text", "") or "") for r in _jsonl(folder / "corpus.jsonl")}
-    data = load_queries(folder / queries_file, _qrels_file(folder, split))
+    data = load_queries(folder / queries_file, qrels_file(folder, split))
     data.corpus = corpus
     return data
 
