@@ -19,7 +19,7 @@ import pytest
 
 from studio.core.rag.service import SAMPLE_DOCS as DOCS
 from studio.core.rag.service import SAMPLE_KB
-from test_browser import CHROMIUM_ARGS, ROOT, chromium, teach  # noqa: F401  (fixture)
+from test_browser import ROOT, chromium, page, teach  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -44,18 +44,6 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]
     app.close()
 
 
-@pytest.fixture
-def page(chromium: Path) -> Iterator[Any]:  # noqa: F811
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1600, "height": 1300})
-        page.set_default_timeout(60_000)
-        yield page
-        browser.close()
-
-
 def teach_grounded_answer(services: Any, base_dir: Path, out_dir: Path) -> tuple[Path, int]:
     """Teach the tiny model to answer QUESTION's grounded prompt, citing the warranty-registration passage."""
     from transformers import AutoTokenizer
@@ -72,7 +60,7 @@ def teach_grounded_answer(services: Any, base_dir: Path, out_dir: Path) -> tuple
     return teach(base_dir, out_dir, prompt.messages, reply, max_steps=200), number
 
 
-def test_import_sample_docs_then_ask_a_cited_question(page: Any, studio: tuple[str, Any], tiny_model_dir: Path,
+def test_import_sample_docs_then_ask_a_cited_question(page: Any, studio: tuple[str, Any], tiny_model_dir: Path,  # noqa: F811
                                                       tmp_path: Path) -> None:
     from playwright.sync_api import expect
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from test_rag_loaders import _encrypted_pdf, make_docx, make_pdf
-from test_ui_api import free_port
+from test_ui_api import studio  # noqa: F401  (the launched app, one per module)
 
 pytestmark = pytest.mark.slow
 
@@ -21,20 +20,6 @@ from gradio_client.exceptions import AppError  # noqa: E402
 ROUTER = ("# Router\n\n## Reset\n\nHold the reset button for ten seconds to restore the factory settings.\n\n"
           "## Lights\n\nA blinking amber light means the firmware is updating.\n")
 WARRANTY = "The warranty covers two years of repairs. It does not cover water damage."
-
-
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Any]]:
-    from studio.app import launch
-    from studio.config import Settings
-    from studio.services import Services
-
-    services = Services.build(Settings(workspace=tmp_path_factory.mktemp("studio-home"), port=free_port()))
-    app = launch(services, prevent_thread_lock=True)
-    client = gradio_client.Client(f"http://127.0.0.1:{services.settings.port}/", verbose=False)
-    yield client, services
-    client.close()
-    app.close()
 
 
 @pytest.fixture(scope="module")
