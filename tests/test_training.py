@@ -125,6 +125,15 @@ def test_run_config_round_trips_through_yaml(tmp_path: Path) -> None:
     assert (data.max_length, data.val_ratio, data.train_on_prompt) == (512, 0.2, False)
 
 
+def test_run_config_paths_made_absolute_for_the_run_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    config = RunConfig(model="models/mine", dataset="data/chat.jsonl", validation="val.jsonl").with_absolute_paths()
+    assert config.model == str(tmp_path / "models" / "mine")
+    assert (config.dataset, config.validation) == (str(tmp_path / "data" / "chat.jsonl"), str(tmp_path / "val.jsonl"))
+    assert RunConfig(model="org/name", dataset="d.jsonl").with_absolute_paths().model == "org/name"  # a hub id stays
+
+
 @pytest.mark.parametrize(("text", "message"), [
     ("model: m\ndataset: d.jsonl\ntrain: {lora_rank: 8}\n", "Unknown train setting(s): lora_rank"),
     ("dataset: d.jsonl\n", "`model` is empty"),
@@ -211,7 +220,11 @@ def test_startup_scan_marks_dead_workers_interrupted(tmp_path: Path) -> None:
     runs.get("alive").write_status(RunStatus(state="running", pid=os.getpid()))
     runs.get("done").path.mkdir()
     runs.get("done").write_status(RunStatus(state="finished", pid=dead.pid))
-    assert runs.mark_interrupted() == ["dead"]
+    runs.get("never-launched").path.mkdir()
+    runs.get("never-launched").write_status(RunStatus(state="queued"))
+    old = time.time() - 600
+    os.utime(runs.get("never-launched").status_file, (old, old))
+    assert sorted(runs.mark_interrupted()) == ["dead", "never-launched"]
     status = runs.status("dead")
     assert status.state == "interrupted" and "resume" in status.suggestion and status.ended
     assert runs.status("alive").state == "running" and runs.status("done").state == "finished"
@@ -274,6 +287,10 @@ def test_cli_train_parser_and_estimate(tiny_model_dir: Path, tmp_path: Path, cap
     bad = parser.parse_args(["train", "--config", str(tmp_path / "missing.yaml"), "--workspace", str(tmp_path / "ws")])
     assert run_train(bad) == 2
     assert "does not exist" in capsys.readouterr().err
+    resume = parser.parse_args(["train", "--config", str(config), "--resume", "--workspace", str(tmp_path / "ws")])
+    assert run_train(resume) == 2
+    assert "has no checkpoint to resume from" in capsys.readouterr().err
+    assert not (tmp_path / "ws" / "runs" / "est").exists()  # refused before anything was written
 
 
 # The worker, for real ------------------------------------------------------------------------------------------------

@@ -164,6 +164,15 @@ class RunConfig:
         return dataclasses.replace(self.data, val_ratio=self.val_ratio, train_on_prompt=self.train.train_on_prompt,
                                    max_length=int(length))
 
+    def with_absolute_paths(self) -> RunConfig:
+        """A copy whose dataset, validation and local model paths are absolute (relative ones are taken from the
+        current folder), so the copy saved in the run folder still works from anywhere."""
+        model = Path(self.model).expanduser()
+        return dataclasses.replace(
+            self, model=str(model.resolve()) if model.exists() else self.model,
+            dataset=str(Path(self.dataset).expanduser().resolve()),
+            validation=str(Path(self.validation).expanduser().resolve()) if self.validation else None)
+
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["train"], out["data"] = self.train.to_dict(), self.data.to_dict()

@@ -30,6 +30,7 @@ State = Literal["queued", "running", "finished", "stopped", "failed", "interrupt
 ACTIVE = ("queued", "running")
 RESUMABLE = ("stopped", "failed", "interrupted")
 INTERRUPTED_REASON = "The training process ended without finishing (it was killed, or the computer or studio stopped)."
+QUEUED_WITHOUT_PID_S = 120.0  # a queued run with no process for this long was never launched
 INTERRUPTED_FIX = "resume the run: it continues from its last checkpoint."
 
 
@@ -207,9 +208,9 @@ class Runs:
         return RunDir(self.root / check_name(name, "Run"))
 
     def names(self) -> list[str]:
-        """Run names, newest first (by folder modification time)."""
-        runs = [p for p in self.root.iterdir() if p.is_dir() and RunDir(p).exists()]
-        return [p.name for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
+        """Run names, newest first (by when config.yaml was written: the run's start)."""
+        runs = [RunDir(p) for p in self.root.iterdir() if p.is_dir() and RunDir(p).exists()]
+        return [r.name for r in sorted(runs, key=_started, reverse=True)]
 
     def status(self, name: str) -> RunStatus:
         return self.get(name).read_status()
@@ -223,13 +224,32 @@ class Runs:
         for name in self.names():
             run = RunDir(self.root / name)
             status = run.read_status()
-            if status.active and status.pid and not process_alive(status.pid, status.pid_started):
+            if not status.active:
+                continue
+            # No pid yet for long: the studio died between writing `queued` and launching the worker.
+            gone = (not process_alive(status.pid, status.pid_started) if status.pid
+                    else _age(run.status_file) > QUEUED_WITHOUT_PID_S)
+            if gone:
                 run.write_status(_interrupted(status))
                 marked.append(name)
         return marked
 
     def delete(self, name: str) -> None:
         shutil.rmtree(self.get(name).path, ignore_errors=False)
+
+
+def _started(run: RunDir) -> float:
+    for path in (run.config_file, run.status_file, run.path):
+        if path.exists():
+            return path.stat().st_mtime
+    return 0.0
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def _interrupted(status: RunStatus) -> RunStatus:

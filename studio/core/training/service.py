@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from studio.core.training.params import RunConfig
 from studio.core.training.runs import (
     INTERRUPTED_FIX,
@@ -72,7 +74,7 @@ class TrainingService:
         if run.exists() or run.path.exists():
             raise StudioError(f"A run named {config.name!r} already exists.", "choose another name, or delete that run.")
         run.path.mkdir(parents=True)
-        config.save(run.config_file)
+        config.with_absolute_paths().save(run.config_file)
         run.write_status(RunStatus(state="queued"))
         self._launch(run, resume=False)
         return config.name
@@ -132,27 +134,25 @@ class TrainingService:
     def _enforce_stop(self, run: RunDir) -> None:
         if self._wait_exit(run, self.stop_grace_s):
             return self._settle(run)
-        status = run.read_status()
-        proc = self._procs.get(run.name)
-        try:
-            if proc is not None:
-                proc.terminate()
-            elif status.pid and process_alive(status.pid, status.pid_started):
-                os.kill(status.pid, 15)
-        except (OSError, ProcessLookupError):
-            pass
+        self._signal(run, kill=False)  # SIGTERM: the worker records `stopped` itself
         if not self._wait_exit(run, TERMINATE_GRACE_S):
-            try:
-                if proc is not None:
-                    proc.kill()
-                elif status.pid:
-                    os.kill(status.pid, 9)
-            except (OSError, ProcessLookupError):
-                pass
+            self._signal(run, kill=True)
             self._wait_exit(run, TERMINATE_GRACE_S)
         if run.read_status().active:
             run.update_status(state="stopped", ended=now(), reason=f"Ended by the studio: it did not stop within "
                               f"{self.stop_grace_s:.0f} s of the stop request.", suggestion=INTERRUPTED_FIX)
+
+    def _signal(self, run: RunDir, kill: bool) -> None:
+        proc = self._procs.get(run.name)
+        status = run.read_status()
+        try:
+            target: Any = proc
+            if target is None and status.pid and process_alive(status.pid, status.pid_started):
+                target = psutil.Process(status.pid)  # a worker started by an earlier studio process
+            if target is not None:
+                target.kill() if kill else target.terminate()
+        except (OSError, psutil.Error):
+            pass  # it ended meanwhile
 
     def _wait_exit(self, run: RunDir, timeout: float) -> bool:
         """True once the run's worker has exited (reaping it when this service started it)."""

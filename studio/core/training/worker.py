@@ -103,9 +103,12 @@ def _claim(run: RunDir, config: RunConfig, config_path: Path, resume: bool) -> N
     if not resume and run.exists() and status.state != "queued":
         raise StudioError(f"Run {run.name!r} already exists ({status.state}).",
                           "choose another name, delete the run, or pass --resume to continue it.")
+    if resume and run.last_checkpoint() is None:
+        raise StudioError(f"Run {run.name!r} has no checkpoint to resume from.",
+                          "start it again as a new run (checkpoints are saved every save_steps, or each epoch).")
     run.path.mkdir(parents=True, exist_ok=True)
     if config_path.resolve() != run.config_file.resolve():
-        config.save(run.config_file)
+        config.with_absolute_paths().save(run.config_file)
     pid = os.getpid()
     run.write_status(RunStatus(state="running", pid=pid, pid_started=process_create_time(pid), started=now(),
                                step=status.step if resume else 0, total_steps=status.total_steps if resume else 0))
@@ -158,9 +161,8 @@ def _first_line(err: BaseException) -> str:
 
 def _resume_point(run: RunDir) -> Path:
     checkpoint = run.last_checkpoint()
-    if checkpoint is None:
-        raise StudioError(f"Run {run.name!r} has no checkpoint to resume from.",
-                          "start it again as a new run (checkpoints are saved every save_steps, or each epoch).")
+    if checkpoint is None:  # _claim checked; a checkpoint deleted since then is a plain failure
+        raise StudioError(f"Run {run.name!r} has no checkpoint to resume from.", "start it again as a new run.")
     step = int(checkpoint.name.split("-")[-1])
     # Lines past the checkpoint belong to steps that will be trained again: drop them so the curve has no doubles.
     kept = [row for row in run.read_metrics() if int(row.get("step") or 0) <= step]
