@@ -184,7 +184,7 @@ def test_count_parameters_matches_peft_on_the_real_model(tiny_model_dir: Path) -
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from studio.core.training.worker import peft_config
+    from studio.core.training.setup import peft_config
 
     config = make_config(tiny_model_dir, Path("unused.jsonl"), "count")
     counts = count_parameters(config)
@@ -341,6 +341,28 @@ def test_qlora_trains_two_steps_on_cpu(tiny_model_dir: Path, data_file: Path, wo
     adapter_config = json.loads((workspace.runs_dir / "qlora-run" / "adapter" / "adapter_config.json").read_text())
     assert adapter_config["peft_type"] == "LORA"
     assert "trainable parameters" in (workspace.runs_dir / "qlora-run" / "log.txt").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("method", "extra", "output"), [
+    ("prompt_tuning", {"num_virtual_tokens": 4}, "adapter"),
+    ("full", {}, "model"),
+    ("lora", {"gradient_checkpointing": True, "group_by_length": False}, "adapter"),
+])
+def test_other_methods_train_and_save_what_loads(tiny_model_dir: Path, data_file: Path, workspace: Workspace, method: str,
+                                                 extra: dict[str, Any], output: str) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    result = run_worker(make_config(tiny_model_dir, data_file, f"{method}-run", method=method, max_steps=2, **extra), workspace)
+    run = Runs(workspace.runs_dir).get(f"{method}-run")
+    assert result.returncode == 0 and run.read_status().state == "finished", run.read_status().reason + result.stderr[-3000:]
+    saved = run.path / output
+    if output == "model":
+        assert AutoModelForCausalLM.from_pretrained(saved).config.hidden_size == 64
+    else:
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(saved))
+    assert (saved / "README.md").is_file() and [r for r in run.read_metrics() if r["loss"] is not None]
 
 
 @pytest.fixture(scope="module")

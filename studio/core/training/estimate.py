@@ -92,7 +92,7 @@ def count_parameters(config: RunConfig, model_config: Any = None) -> ParamCount:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from studio.core.training.worker import peft_config
+    from studio.core.training.setup import peft_config
 
     model_config = model_config or _model_config(config)
     with torch.device("meta"):
