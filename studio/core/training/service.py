@@ -34,7 +34,7 @@ from studio.core.training.runs import (
 from studio.core.training.worker import LOG_IN_FILE_ENV, default_run_name
 from studio.errors import StudioError
 
-STOP_GRACE_S = 60.0  # how long a stop request may take (the current step, then saving) before the process is ended
+STOP_GRACE_S = 120.0  # how long a stop request may take (the current step, then saving) before the process is ended
 TERMINATE_GRACE_S = 10.0  # after SIGTERM, before SIGKILL
 
 

@@ -61,7 +61,7 @@ def _checked(report: Any) -> Any:
         first = "; ".join(str(issue) for issue in report.errors[:3])
         more = f" (and {len(report.errors) - 3} more)" if len(report.errors) > 3 else ""
         raise DatasetFailure(f"{report.path.name} has {len(report.errors)} invalid line(s): {first}{more}",
-                             f"fix or remove these lines in {report.path} (`studio` dataset check lists them all), "
+                             f"fix or remove these lines in {report.path} (`studio data check {report.path}` lists them all), "
                              "then start the run again.")
     return report
 
@@ -99,7 +99,7 @@ def _four_bit(compute: Any) -> Any:
     try:
         import bitsandbytes  # noqa: F401  (lazy: only QLoRA needs it)
         from transformers import BitsAndBytesConfig
-    except ImportError as err:
+    except Exception as err:  # noqa: BLE001  (ImportError, or a RuntimeError from a broken CUDA setup)
         raise StudioError(f"QLoRA needs bitsandbytes, which failed to import ({err}).",
                           "pip install bitsandbytes, or choose the lora method.") from None
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,

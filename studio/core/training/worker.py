@@ -91,9 +91,13 @@ def _claim(run: RunDir, config: RunConfig, config_path: Path, resume: bool) -> N
     if not resume and run.exists() and status.state != "queued":
         raise StudioError(f"Run {run.name!r} already exists ({status.state}).",
                           "choose another name, delete the run, or pass --resume to continue it.")
+    if resume and status.state == "finished":
+        raise StudioError(f"Run {run.name!r} has already finished.", "start a new run to train further.")
     if resume and run.last_checkpoint() is None:
         raise StudioError(f"Run {run.name!r} has no checkpoint to resume from.",
                           "start it again as a new run (checkpoints are saved every save_steps, or each epoch).")
+    if resume:
+        run.stop_file.unlink(missing_ok=True)  # resuming is the newer wish than a stop the worker never honoured
     run.path.mkdir(parents=True, exist_ok=True)
     if config_path.resolve() != run.config_file.resolve():
         config.with_absolute_paths().save(run.config_file)
@@ -113,7 +117,8 @@ def _train(run: RunDir, config: RunConfig, resume: bool) -> int:
         return _end(run, "stopped", "The training process was asked to end (SIGTERM).",
                     "resume the run to continue from its last checkpoint.", 1)
     except BaseException as err:  # noqa: BLE001  (every failure must end as a readable `failed`)
-        log.error("%s", traceback.format_exc())
+        # A StudioError is the user's to fix and says how; anything else gets its traceback in log.txt.
+        log.error("%s", err if isinstance(err, StudioError) else traceback.format_exc())
         reason, fix = describe_failure(err)
         return _end(run, "failed", reason, fix, 1)
     reason = "" if state == "finished" else f"Stopped on request at step {metrics.get('step')}; the adapter so far is saved."
