@@ -432,3 +432,17 @@ def test_service_stop_and_killed_worker(tiny_model_dir: Path, data_file: Path, w
     assert status.state == "interrupted" and "resume" in status.suggestion
     restarted.delete(second)
     assert second not in [info.name for info in restarted.runs()]
+
+
+@pytest.mark.slow
+def test_stop_ends_a_worker_that_does_not_answer_within_the_grace_period(tiny_model_dir: Path, data_file: Path,
+                                                                         workspace: Workspace) -> None:
+    # Stopped while it is still importing torch (long before its first step can see STOP): after the grace period
+    # the service terminates it, and the run ends `stopped` either way, never stuck in `running`.
+    service = TrainingService(workspace, stop_grace_s=0.3)
+    name = service.start(make_config(tiny_model_dir, data_file, "deaf", max_steps=100_000))
+    service.stop(name, wait=True)
+    status = service.status(name)
+    assert status.state == "stopped" and status.ended
+    assert "SIGTERM" in status.reason or "did not stop within" in status.reason
+    assert service._procs[name].poll() is not None

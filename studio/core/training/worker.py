@@ -112,10 +112,9 @@ def _train(run: RunDir, config: RunConfig, resume: bool) -> int:
         checkpoint = _resume_point(run) if resume else None
         state, metrics = fit(run, config, checkpoint)
     except KeyboardInterrupt:
-        return _end(run, "stopped", "Stopped with Ctrl-C.", "resume the run to continue from its last checkpoint.", 130)
+        return _end(run, "stopped", "Stopped with Ctrl-C.", _resume_hint(run), 130)
     except Terminated:
-        return _end(run, "stopped", "The training process was asked to end (SIGTERM).",
-                    "resume the run to continue from its last checkpoint.", 1)
+        return _end(run, "stopped", "The training process was asked to end (SIGTERM).", _resume_hint(run), 1)
     except BaseException as err:  # noqa: BLE001  (every failure must end as a readable `failed`)
         # A StudioError is the user's to fix and says how; anything else gets its traceback in log.txt.
         log.error("%s", err if isinstance(err, StudioError) else traceback.format_exc())
@@ -124,6 +123,13 @@ def _train(run: RunDir, config: RunConfig, resume: bool) -> int:
     reason = "" if state == "finished" else f"Stopped on request at step {metrics.get('step')}; the adapter so far is saved."
     fix = "" if state == "finished" else "resume the run to train on from here."
     return _end(run, state, reason, fix, 0)
+
+
+def _resume_hint(run: RunDir) -> str:
+    checkpoint = run.last_checkpoint()
+    if checkpoint is None:
+        return "start the run again: it ended before its first checkpoint, so there is nothing to resume."
+    return f"resume the run: it continues from {checkpoint.name}."
 
 
 def _end(run: RunDir, state: str, reason: str, fix: str, code: int) -> int:
