@@ -230,6 +230,28 @@ def test_startup_scan_marks_dead_workers_interrupted(tmp_path: Path) -> None:
     assert runs.status("alive").state == "running" and runs.status("done").state == "finished"
 
 
+def test_collator_pads_each_batch_to_its_longest_example() -> None:
+    from studio.core.training.callbacks import PaddingCollator
+
+    batch = PaddingCollator(pad_id=3)([
+        {"input_ids": [5, 6, 7], "labels": [-100, 6, 7], "attention_mask": [1, 1, 1]},
+        {"input_ids": [8], "labels": [8], "attention_mask": [1]},
+    ])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 3, 3]]
+    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert PaddingCollator(pad_id=0, multiple_of=8)([{"input_ids": [1], "labels": [1], "attention_mask": [1]}])[
+        "input_ids"].shape == (1, 8)
+
+
+def test_service_and_params_import_no_ml_library() -> None:
+    # The studio builds TrainingService at start-up and the UI reads TrainParams: neither may pull in torch.
+    code = ("import sys, studio.core.training.service, studio.core.training.params, studio.core.training.estimate, "
+            "studio.cli_train\nprint(','.join(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "", done.stdout + done.stderr
+
+
 def test_service_refuses_missing_data_taken_names_and_unknown_runs(tiny_model_dir: Path, data_file: Path,
                                                                      workspace: Workspace) -> None:
     service = TrainingService(workspace)
