@@ -9,3 +9,15 @@ card       the adapter's README.md model card
 estimate   trainable parameters and memory, before launching
 service    TrainingService: start / stop / resume / delete / status / metrics / runs
 """
+
+# Nothing imported here loads torch: the studio builds TrainingService at start-up and the UI reads TrainParams.
+from studio.core.training.estimate import MemoryEstimate, ParamCount, count_parameters, estimate_memory, estimate_run
+from studio.core.training.params import RunConfig, TrainParams
+from studio.core.training.runs import RunDir, Runs, RunStatus
+from studio.core.training.service import RunInfo, TrainingService
+from studio.core.training.worker import run_training
+
+__all__ = [
+    "MemoryEstimate", "ParamCount", "RunConfig", "RunDir", "RunInfo", "RunStatus", "Runs", "TrainParams", "TrainingService",
+    "count_parameters", "estimate_memory", "estimate_run", "run_training",
+]
