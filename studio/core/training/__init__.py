@@ -11,13 +11,13 @@ service    TrainingService: start / stop / resume / delete / status / metrics / 
 """
 
 # Nothing imported here loads torch: the studio builds TrainingService at start-up and the UI reads TrainParams.
+# The worker is not imported: `python -m studio.core.training.worker` must find it not yet loaded.
 from studio.core.training.estimate import MemoryEstimate, ParamCount, count_parameters, estimate_memory, estimate_run
 from studio.core.training.params import RunConfig, TrainParams
 from studio.core.training.runs import RunDir, Runs, RunStatus
 from studio.core.training.service import RunInfo, TrainingService
-from studio.core.training.worker import run_training
 
 __all__ = [
     "MemoryEstimate", "ParamCount", "RunConfig", "RunDir", "RunInfo", "RunStatus", "Runs", "TrainParams", "TrainingService",
-    "count_parameters", "estimate_memory", "estimate_run", "run_training",
+    "count_parameters", "estimate_memory", "estimate_run",
 ]

@@ -7,6 +7,7 @@ by the worker process, so everything the worker needs is in it and nothing else.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -214,3 +215,9 @@ class RunConfig:
         if not path.is_file():
             raise ConfigError(f"Run file {path} does not exist.", "give the path of a RUN.yaml (or a run's config.yaml).")
         return cls.from_yaml(path.read_text(encoding="utf-8"), str(path))
+
+
+def default_run_name(config: RunConfig) -> str:
+    """The model's folder or repo name and the time: `Qwen2.5-0.5B-Instruct-20250101-120000`."""
+    base = Path(config.model.rstrip("/")).name or "run"
+    return f"{base[:40]}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -20,10 +20,11 @@ from typing import Any
 
 import psutil
 
-from studio.core.training.params import RunConfig
+from studio.core.training.params import RunConfig, default_run_name
 from studio.core.training.runs import (
     INTERRUPTED_FIX,
     INTERRUPTED_REASON,
+    LOG_IN_FILE_ENV,
     RESUMABLE,
     RunDir,
     Runs,
@@ -31,7 +32,6 @@ from studio.core.training.runs import (
     now,
     process_alive,
 )
-from studio.core.training.worker import LOG_IN_FILE_ENV, default_run_name
 from studio.errors import StudioError
 
 STOP_GRACE_S = 120.0  # how long a stop request may take (the current step, then saving) before the process is ended

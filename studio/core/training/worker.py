@@ -17,19 +17,17 @@ import os
 import shutil
 import signal
 import sys
-import time
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from studio.core.training.params import RunConfig
-from studio.core.training.runs import RunDir, Runs, RunStatus, now, process_create_time
+from studio.core.training.params import RunConfig, default_run_name
+from studio.core.training.runs import LOG_IN_FILE_ENV, RunDir, Runs, RunStatus, now, process_create_time
 from studio.core.training.setup import PreparedData
 from studio.errors import StudioError
 
 OOM_FIX = "lower the batch size, enable 4-bit (QLoRA), or shorten max length."
-LOG_IN_FILE_ENV = "STUDIO_TRAIN_LOG_REDIRECTED"  # set by TrainingService: the worker's output already goes to log.txt
 log = logging.getLogger("studio.training")
 
 
@@ -38,11 +36,6 @@ class Terminated(Exception):
 
 
 # Entry points ----------------------------------------------------------------------------------------------
-def default_run_name(config: RunConfig) -> str:
-    base = Path(config.model.rstrip("/")).name or "run"
-    return f"{base[:40]}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def open_run(config: RunConfig, workspace: str | Path | None = None) -> RunDir:
     """The run folder for `config` in the workspace (given, else STUDIO_HOME / settings), named if unnamed."""
     from studio.config import Settings
