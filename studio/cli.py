@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     from studio.cli_data import add_data_parser
 
     add_data_parser(sub)
+    from studio.cli_train import add_train_parser
+
+    add_train_parser(sub)
     return parser
 
 
@@ -162,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from studio.cli_rag import run_rag
 
             return run_rag(args, settings)
+        if args.command == "train":
+            from studio.cli_train import run_train
+
+            return run_train(args)
         if args.command == "data":
             from studio.cli_data import run_data
 
