@@ -10,7 +10,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 
@@ -21,6 +21,7 @@ Device = Literal["auto", "cuda", "mps", "cpu"]
 
 DEFAULT_HOME = Path("~/.llm-studio")
 SETTINGS_FILE = "settings.yaml"
+_P = TypeVar("_P")
 
 
 def param_field(default: Any, help: str, **ui: Any) -> Any:
@@ -65,8 +66,21 @@ def check_choice(obj: Any, name: str, choices: tuple[str, ...]) -> None:
                            f"pick one of: {', '.join(choices)}.")
 
 
+class SavedParams:
+    """Mixin for *Params dataclasses stored as JSON/YAML: `to_dict()`, and `from_dict()` ignoring unknown keys
+    (so a preset or run file written by another version still loads)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[_P], data: dict[str, Any]) -> _P:
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
 @dataclass
-class GenerationParams:
+class GenerationParams(SavedParams):
     """Sampling parameters shared by every tab; same params + same seed give the same output."""
 
     temperature: float = param_field(0.7, "0 = greedy (deterministic); higher = more varied.", min=0.0, max=2.0, step=0.05)
@@ -89,14 +103,6 @@ class GenerationParams:
             raise _field_error("stop", f"`stop` should be a list of non-empty strings, got {self.stop!r}.",
                                "remove empty stop strings.")
         self.stop = list(self.stop)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GenerationParams:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass

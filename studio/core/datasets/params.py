@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
-from studio.config import check_choice, check_range, param_field
+from studio.config import SavedParams, check_choice, check_range, param_field
 
 TruncationPolicy = Literal["truncate", "drop"]
 
 
 @dataclass
-class DataParams:
+class DataParams(SavedParams):
     """How a chat dataset is checked, cut to length, split and decontaminated."""
 
     max_length: int = param_field(1024, "Longest training example in tokens (chat template included). Longer examples "
@@ -40,11 +39,3 @@ class DataParams:
         self.decontam_ngram, self.max_suggested_length = int(self.decontam_ngram), int(self.max_suggested_length)
         self.val_ratio = float(self.val_ratio)
         self.train_on_prompt, self.near_duplicates = bool(self.train_on_prompt), bool(self.near_duplicates)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DataParams:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
