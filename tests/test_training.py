@@ -22,7 +22,7 @@ import pytest
 
 from studio.core.training.estimate import GIB, count_parameters, estimate_memory
 from studio.core.training.params import RunConfig, TrainParams
-from studio.core.training.runs import RunDir, Runs, RunStatus
+from studio.storage.runs import RunDir, Runs, RunStatus
 from studio.core.training.service import TrainingService
 from studio.errors import ConfigError, StudioError
 from studio.storage.workspace import Workspace

@@ -14,7 +14,7 @@ service    TrainingService: start / stop / resume / delete / status / metrics / 
 # The worker is not imported: `python -m studio.core.training.worker` must find it not yet loaded.
 from studio.core.training.estimate import MemoryEstimate, ParamCount, count_parameters, estimate_memory, estimate_run
 from studio.core.training.params import RunConfig, TrainParams
-from studio.core.training.runs import RunDir, Runs, RunStatus
+from studio.storage.runs import RunDir, Runs, RunStatus
 from studio.core.training.service import RunInfo, TrainingService
 
 __all__ = [

@@ -15,7 +15,7 @@ import torch
 from transformers import TrainerCallback
 
 from studio.core.datasets.tokenization import IGNORE_INDEX
-from studio.core.training.runs import RunDir
+from studio.storage.runs import RunDir
 
 
 class ListDataset(torch.utils.data.Dataset):

@@ -21,7 +21,7 @@ from typing import Any
 import psutil
 
 from studio.core.training.params import RunConfig, default_run_name
-from studio.core.training.runs import (
+from studio.storage.runs import (
     INTERRUPTED_FIX,
     INTERRUPTED_REASON,
     LOG_IN_FILE_ENV,

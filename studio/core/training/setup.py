@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from studio.core.training.params import RunConfig
-from studio.core.training.runs import RunDir
+from studio.storage.runs import RunDir
 from studio.errors import StudioError
 
 log = logging.getLogger("studio.training")

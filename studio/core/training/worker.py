@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.training.params import RunConfig, default_run_name
-from studio.core.training.runs import LOG_IN_FILE_ENV, RunDir, Runs, RunStatus, now, process_create_time
+from studio.storage.runs import LOG_IN_FILE_ENV, RunDir, Runs, RunStatus, now, process_create_time
 from studio.core.training.setup import PreparedData
 from studio.errors import StudioError
 
@@ -77,7 +77,7 @@ def _claim(run: RunDir, config: RunConfig, config_path: Path, resume: bool) -> N
     """Refuse a second worker on a live run or a fresh start over an old run; write config.yaml and `running`."""
     status = run.read_status()
     if run.exists() and status.state == "running" and status.pid and status.pid != os.getpid():
-        from studio.core.training.runs import process_alive
+        from studio.storage.runs import process_alive
 
         if process_alive(status.pid, status.pid_started):
             raise StudioError(f"Run {run.name!r} is already training (process {status.pid}).", "stop it first, or wait.")
