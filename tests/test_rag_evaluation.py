@@ -94,3 +94,15 @@ def test_evaluate_every_retriever_on_a_tiny_beir_set(tmp_path: Path) -> None:
         assert result.rankings[name]["1"][0] == "w"
     assert result.rankings["bm25"]["2"] == ["b"], "BM25 only ranks documents that share a term"
     assert "ndcg@10" in result.table() and "reranked" in result.table()
+
+
+def test_a_beir_corpus_ingests_without_queries_or_qrels(tmp_path: Path) -> None:
+    from studio.core.rag.service import RagService
+
+    folder = tmp_path / "corpus-only"
+    folder.mkdir()
+    (folder / "corpus.jsonl").write_text(json.dumps({"_id": "w", "title": "Warranty", "text": "Two years of repairs."}) + "\n")
+    rag = RagService(Workspace(tmp_path / "ws"))
+    rag.create("beir")
+    *_, report = list(rag.ingest_beir("beir", folder))
+    assert report.summary().startswith("1 added") and [d.name for d in rag.documents("beir")] == ["w"]

@@ -68,13 +68,20 @@ def qrels_file(folder: Path, split: str) -> Path:
 def load_beir(folder: str | Path, split: str = "test", queries_file: str = "queries.jsonl") -> BeirDataset:
     """Read a BEIR folder; only queries that have qrels are kept. Raises StudioError naming a bad file."""
     folder = Path(folder)
-    for name in ("corpus.jsonl", queries_file):
-        if not (folder / name).is_file():
-            raise StudioError(f"{folder} has no {name}.", "point at a BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels).")
-    corpus = {str(r["_id"]): (r.get("title", "") or "", r.get("text", "") or "") for r in _jsonl(folder / "corpus.jsonl")}
+    corpus = load_corpus(folder)
+    if not (folder / queries_file).is_file():
+        raise StudioError(f"{folder} has no {queries_file}.", "point at a BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels).")
     data = load_queries(folder / queries_file, qrels_file(folder, split))
     data.corpus = corpus
     return data
+
+
+def load_corpus(folder: str | Path) -> dict[str, tuple[str, str]]:
+    """A BEIR folder's corpus.jsonl as id -> (title, text); all that ingesting a corpus needs."""
+    path = Path(folder) / "corpus.jsonl"
+    if not path.is_file():
+        raise StudioError(f"{Path(folder)} has no corpus.jsonl.", "point at a BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels).")
+    return {str(r["_id"]): (r.get("title", "") or "", r.get("text", "") or "") for r in _jsonl(path)}
 
 
 def load_queries(queries: str | Path, qrels: str | Path) -> BeirDataset:

@@ -144,10 +144,10 @@ class RagService:
     def ingest_beir(self, name: str, folder: str | Path, cancel: threading.Event | None = None,
                     ) -> Iterator[IngestProgress | IngestReport]:
         """Ingest a BEIR corpus.jsonl: one document per entry, named by its _id (what qrels refer to)."""
-        from studio.core.rag.evaluation import load_beir
+        from studio.core.rag.evaluation import BeirDataset, load_corpus
         from studio.core.rag.ingest import ingest
 
-        return ingest(self.kbs, self._required(name), load_beir(folder).documents(), cancel)
+        return ingest(self.kbs, self._required(name), BeirDataset(load_corpus(folder), {}, {}).documents(), cancel)
 
     def import_samples(self, cancel: threading.Event | None = None) -> Iterator[IngestProgress | IngestReport]:
         """Create (if needed) the SAMPLE_KB knowledge base and ingest sample_data/docs into it."""
