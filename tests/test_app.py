@@ -65,3 +65,11 @@ def test_loading_and_failed_states_are_shown(tmp_path: Path) -> None:
 def test_default_adapter_names() -> None:
     assert default_adapter_name("/ws/adapters/support-bot") == "support-bot"
     assert default_adapter_name("/ws/runs/2024-06-01-lora/adapter") == "2024-06-01-lora"
+
+
+def test_editor_groups_with_the_same_name_are_refused() -> None:
+    from studio.ui.widgets import merge_inputs
+
+    assert merge_inputs({"a": 1}, {"b": 2}) == {"a": 1, "b": 2}
+    with pytest.raises(ValueError, match="editor names used twice: top_k"):
+        merge_inputs({"top_k": 1}, {"top_k": 2})

@@ -21,7 +21,7 @@ from studio.core.prompting import (
     save_conversation,
 )
 from studio.errors import ConfigError, StudioError
-from studio.ui.widgets import HIDDEN, MODEL_EVENTS, generation_inputs, plain_messages, read_generation, user_errors
+from studio.ui.widgets import HIDDEN, MODEL_EVENTS, generation_inputs, merge_inputs, plain_messages, read_generation, user_errors
 
 if TYPE_CHECKING:
     from studio.core.runtime import ModelRuntime, Reply
@@ -62,7 +62,7 @@ def build_playground_tab(services: Services) -> gr.Tab:
                 params = generation_inputs()
                 preset, save, load, delete = _preset_panel(services.workspace.list_presets())
 
-    values = {**spec, **params}
+    values = merge_inputs(spec, params)
     chatting = gr.on([message.submit, send.click], on.chat, [message, chatbot, adapter], [chatbot, message, stats],
                      inputs_kwargs=values, api_name="chat", show_progress="minimal", **MODEL_EVENTS)
     stop.click(None, None, None, cancels=[chatting], **HIDDEN)

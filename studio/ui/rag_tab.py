@@ -14,7 +14,7 @@ from studio.core.rag.params import AnswerParams, IndexParams, RetrievalMode, Ret
 from studio.core.rag.service import SAMPLE_DOCS, SAMPLE_KB
 from studio.errors import StudioError
 from studio.ui import rag_views as views
-from studio.ui.widgets import HIDDEN, MODEL_EVENTS, generation_inputs, read_generation, slider, user_errors
+from studio.ui.widgets import HIDDEN, MODEL_EVENTS, generation_inputs, merge_inputs, read_generation, slider, user_errors
 
 if TYPE_CHECKING:
     from studio.services import Services
@@ -67,7 +67,7 @@ def build_rag_tab(services: Services) -> gr.Tab:
 
     # Prefixed, because retrieval and sampling both have a `top_k`.
     retrieval = {f"retrieval_{k}": v for k, v in retrieval.items()}
-    settings = {**retrieval, **{f"answer_{k}": v for k, v in answer_params.items()}, **gen}
+    settings = merge_inputs(retrieval, {f"answer_{k}": v for k, v in answer_params.items()}, gen)
     asking = gr.on([ask["question"].submit, ask["ask"].click], on.ask, [kb, ask["question"], adapter],
                    [ask["answer"], ask["citations"], ask["stats"], ask["sources"]], inputs_kwargs=settings,
                    api_name="rag_ask", show_progress="minimal", **MODEL_EVENTS)

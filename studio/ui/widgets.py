@@ -62,6 +62,20 @@ def generation_inputs(open: bool = True) -> dict[str, Any]:
             "repetition_penalty": repetition_penalty, "seed": seed, "stop": stop}
 
 
+def merge_inputs(*groups: dict[str, Any]) -> dict[str, Any]:
+    """One `inputs_kwargs` mapping from several editor groups; a name in two groups is a bug, not an override.
+
+    (Retrieval and sampling both have a `top_k`: merged with `{**a, **b}`, one silently replaced the other.)
+    """
+    merged: dict[str, Any] = {}
+    for group in groups:
+        clash = sorted(merged.keys() & group.keys())
+        if clash:
+            raise ValueError(f"editor names used twice: {', '.join(clash)}; prefix one group's names")
+        merged.update(group)
+    return merged
+
+
 GENERATION_FIELDS = ("temperature", "top_p", "top_k", "max_new_tokens", "repetition_penalty", "seed")
 
 
