@@ -33,9 +33,10 @@ def add_data_parser(sub: Any) -> None:
 
 def run_data(args: argparse.Namespace) -> int:
     from studio.core.datasets import DataParams, check_contamination, check_dataset
+    from studio.core.training.planning import load_tokenizer
 
     params = DataParams(max_length=args.max_length, truncation=args.policy, decontam_ngram=args.ngram)
-    tokenizer = _tokenizer(args.model) if args.model else None
+    tokenizer = load_tokenizer(args.model) if args.model else None
     report = check_dataset(args.file, tokenizer, params)
     print(report.text())
     failed = report.has_errors
@@ -45,15 +46,3 @@ def run_data(args: argparse.Namespace) -> int:
         print(overlap.text())
         failed = failed or overlap.count > 0
     return 1 if failed else 0
-
-
-def _tokenizer(model: str) -> Any:
-    from transformers import AutoTokenizer
-
-    from studio.errors import StudioError
-
-    try:
-        return AutoTokenizer.from_pretrained(model)
-    except Exception as err:  # noqa: BLE001  (hub, OS and format errors all mean "cannot use this tokenizer")
-        raise StudioError(f"The tokenizer of {model!r} could not be loaded ({type(err).__name__}: {err}).",
-                          "give a local model folder or a hub id that is in the local cache.") from None
