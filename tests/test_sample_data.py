@@ -175,3 +175,135 @@ def test_build_script_reproduces_the_committed_files(tmp_path, monkeypatch):
     for name in GENERATED:
         assert (tmp_path / name).read_bytes() == (DOCS / name).read_bytes(), \
             f"{name} is out of date: run python sample_data/build_docs.py and commit the result"
+
+
+# The training set ---------------------------------------------------------------------------------
+TRAIN = ROOT / "train.jsonl"
+# Names and identifiers that only the fictional docs use: none may reach the training data.
+DOC_TOKENS = [r"\b[CGNTS]-\d{3}\b", r"\bH[BX]-\d+", r"\bLB-\d", r"\bATS-\d+", r"\bBAI-", r"\bRMA-", r"\bBCS-",
+              r"\bVF-\d", r"\bWC-\d", r"(?i)halden", r"(?i)brindlecote", r"(?i)gridshare", r"(?i)linkbox",
+              r"(?i)\bhalo\b", r"(?i)storm watch", r"(?i)tariff saver", r"\bCare (Plus|Pro|Basic)\b", "£",
+              r"\b0\d{3} \d{3} \d{4}\b", r"Settings >"]
+
+
+@cache
+def _train_rows() -> list[dict]:
+    rows = []
+    for number, line in enumerate(TRAIN.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            pytest.fail(f"train.jsonl line {number} is not JSON: {err}")
+    return rows
+
+
+def _load_make_train():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sample_data_make_train", ROOT / "make_train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _eightgrams(text: str) -> set[tuple[str, ...]]:
+    tokens = _words(text)
+    return {tuple(tokens[i:i + 8]) for i in range(len(tokens) - 7)}
+
+
+def test_train_has_at_least_400_chat_examples_with_one_system_prompt():
+    rows = _train_rows()
+    assert len(rows) >= 400, f"only {len(rows)} training examples"
+    systems = set()
+    for number, row in enumerate(rows, start=1):
+        assert set(row) == {"messages"}, f"line {number}: keys {sorted(row)}"
+        messages = row["messages"]
+        assert all(set(m) == {"role", "content"} and isinstance(m["content"], str) and m["content"].strip()
+                   for m in messages), f"line {number}"
+        roles = [m["role"] for m in messages]
+        assert roles[0] == "system" and len(roles) in (3, 5), f"line {number}: {roles}"
+        assert roles[1:] == ["user", "assistant"] * (len(roles) // 2), f"line {number}: {roles}"
+        systems.add(messages[0]["content"])
+    assert len(systems) == 1, f"{len(systems)} different system prompts"
+    multi = sum(len(row["messages"]) > 3 for row in rows)
+    assert multi <= len(rows) // 10, f"{multi} multi-turn examples: more than 10%"
+
+
+def test_train_assistant_turns_are_house_format():
+    try:
+        import jsonschema
+    except ImportError:  # pragma: no cover - jsonschema is optional
+        jsonschema = None
+    schema = _eval_rows()[0]["schema"]
+    escalate = Counter()
+    for number, row in enumerate(_train_rows(), start=1):
+        for message in row["messages"]:
+            if message["role"] != "assistant":
+                continue
+            reply = json.loads(message["content"])  # strict JSON, nothing around it
+            if jsonschema is not None:
+                jsonschema.validate(reply, schema)
+            assert set(reply) == set(HOUSE_KEYS), f"line {number}"
+            for key, kind in HOUSE_KEYS.items():
+                assert isinstance(reply[key], kind), f"line {number}: {key} is not {kind.__name__}"
+            assert reply["answer"].strip() and len(reply["steps"]) <= 5, f"line {number}"
+            assert all(isinstance(step, str) and step.strip() for step in reply["steps"]), f"line {number}"
+            escalate[reply["escalate"]] += 1
+    # both kinds of case are taught, and most cases do not need a person
+    assert 0.1 < escalate[True] / sum(escalate.values()) < 0.5, escalate
+
+
+def test_train_examples_are_distinct_and_vary_in_length():
+    rows = _train_rows()
+    questions = [_words(row["messages"][1]["content"]) for row in rows]
+    assert len({tuple(q) for q in questions}) == len(questions), "two examples ask the same question"
+    lengths = sorted(sum(len(m["content"]) for m in row["messages"][1:]) for row in rows)
+    assert lengths[-1] >= 3 * lengths[0], f"lengths only span {lengths[0]} to {lengths[-1]} characters"
+
+
+def test_train_shares_no_question_or_8_gram_with_eval():
+    eval_questions = {" ".join(_words(row["question"])) for row in _eval_rows()}
+    eval_grams: set[tuple[str, ...]] = set()
+    for row in _eval_rows():
+        eval_grams |= _eightgrams(row["question"] + " " + row["reference"])
+    for number, row in enumerate(_train_rows(), start=1):
+        for message in row["messages"]:
+            if message["role"] == "user":
+                assert " ".join(_words(message["content"])) not in eval_questions, f"line {number} is an eval question"
+        shared = _eightgrams(" ".join(m["content"] for m in row["messages"])) & eval_grams
+        assert not shared, f"line {number} shares {' '.join(sorted(shared)[0])!r} with eval.jsonl"
+
+
+def test_train_holds_none_of_the_docs_facts():
+    text = TRAIN.read_text(encoding="utf-8")
+    for pattern in DOC_TOKENS:
+        match = re.search(pattern, text)
+        assert match is None, f"train.jsonl contains {match.group(0)!r} (pattern {pattern})"
+    for row in _eval_rows():
+        for fact in row["facts"]:
+            assert fact not in text, f"train.jsonl contains the eval fact {fact!r}"
+    # no digits at all: no prices, dates, times, codes or phone numbers can slip in
+    digit = re.search(r".{0,30}\d.{0,30}", text)
+    assert digit is None, f"train.jsonl contains a digit: {digit.group(0)!r}"
+
+
+def test_train_file_is_what_make_train_generates(tmp_path):
+    make_train = _load_make_train()
+    assert make_train.write(tmp_path / "train.jsonl") >= 400
+    assert (tmp_path / "train.jsonl").read_bytes() == TRAIN.read_bytes(), \
+        "train.jsonl is out of date: run python sample_data/make_train.py and commit the result"
+    assert make_train.SYSTEM_PROMPT == _train_rows()[0]["messages"][0]["content"]
+
+
+def test_train_passes_the_studio_dataset_check():
+    from studio.core.datasets import check_contamination, check_dataset
+
+    report = check_dataset(TRAIN)
+    assert not report.has_errors, report.text()
+    assert report.format == "messages" and len(report.examples) == len(_train_rows()), report.text()
+    assert report.stats.duplicates == 0 and report.stats.near_duplicates == 0, report.text()
+    assert check_contamination(report.examples, EVAL).count == 0
