@@ -1,7 +1,11 @@
 """What the worker plugs into transformers' Trainer: the padding collator and the run-folder callback.
 
 The callback is how a run talks to the studio: one metrics.jsonl line per log or evaluation, the
-step count in status.json, and the STOP file checked after every optimizer step.
+step count in status.json, and the STOP file checked after every optimizer step; and, after each
+evaluation, the live samples (samples.jsonl).
+
+Under `accelerate launch` every process runs these callbacks: only the main one writes to the run
+folder, and all of them agree on a stop request so that none waits forever for the others.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch
 from transformers import TrainerCallback
 
 from studio.core.datasets.tokenization import IGNORE_INDEX
+from studio.core.training.samples import SamplePrompt, append_samples, generate_answers
 from studio.storage.runs import RunDir
 
 
@@ -57,6 +62,22 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _any_rank(flag: bool) -> bool:
+    """True when `flag` is true in any process of a distributed run (the flag itself in a single process).
+
+    Each rank sees the STOP file at its own moment; if one stopped a step before the others, they would
+    wait for it in the next gradient all-reduce for ever. One tiny all-reduce per step keeps them in step."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return flag
+    value = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    if dist.get_backend() == "nccl":
+        value = value.cuda()
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 class RunCallback(TrainerCallback):
     """Appends metrics lines, keeps status.json's step current, and honours the STOP file.
 
@@ -76,13 +97,15 @@ class RunCallback(TrainerCallback):
         self._t0 = time.monotonic()
         self._step0 = state.global_step  # > 0 when resuming: speed is measured on this process's steps only
         self._tokens0 = int(getattr(state, "num_input_tokens_seen", 0) or 0)
-        self.run.update_status(total_steps=int(state.max_steps or 0), step=int(state.global_step))
+        if state.is_world_process_zero:
+            self.run.update_status(total_steps=int(state.max_steps or 0), step=int(state.global_step))
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        if time.monotonic() - self._last_status > 2.0:  # status.json is for humans: no need to rewrite it every step
+        # status.json is for humans: no need to rewrite it every step
+        if state.is_world_process_zero and time.monotonic() - self._last_status > 2.0:
             self._last_status = time.monotonic()
             self.run.update_status(step=int(state.global_step), total_steps=int(state.max_steps or 0))
-        if self.run.stop_file.exists():
+        if _any_rank(self.run.stop_file.exists()):
             self.stop_requested = True
             control.should_training_stop = True
             control.should_save = True  # a checkpoint at this step makes the stopped run resumable
@@ -92,7 +115,8 @@ class RunCallback(TrainerCallback):
         logs = logs or {}
         if not any(k in logs for k in ("loss", "eval_loss")):
             return  # the end-of-training summary (train_loss, train_runtime) is not a point on the curve
-        self.run.append_metrics(self.row(state, logs))
+        if state.is_world_process_zero:
+            self.run.append_metrics(self.row(state, logs))
 
     def row(self, state: Any, logs: dict[str, Any]) -> dict[str, Any]:
         elapsed = time.monotonic() - self._t0
@@ -110,3 +134,19 @@ class RunCallback(TrainerCallback):
             "elapsed_s": round(elapsed, 2),
             "eta_s": round(elapsed / steps * remaining, 1) if steps > 0 else None,
         }
+
+
+class SampleCallback(TrainerCallback):
+    """After each evaluation, the main process appends the answers to the fixed prompts to samples.jsonl."""
+
+    def __init__(self, run: RunDir, tokenizer: Any, prompts: Sequence[SamplePrompt], max_new_tokens: int):
+        self.run, self.tokenizer, self.prompts, self.max_new_tokens = run, tokenizer, list(prompts), max_new_tokens
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any) -> None:
+        if not self.prompts or self.max_new_tokens <= 0 or model is None or not state.is_world_process_zero:
+            return
+        answers = generate_answers(model, self.tokenizer, self.prompts, self.max_new_tokens)
+        row = {"step": int(state.global_step), "epoch": round(float(state.epoch or 0.0), 4),
+               "samples": [{"prompt": p.prompt, "answer": a, "reference": p.reference}
+                           for p, a in zip(self.prompts, answers)]}
+        append_samples(self.run, row)

@@ -65,6 +65,9 @@ class TrainParams:
                                         "on = every token.")
     num_virtual_tokens: int = param_field(20, "Prompt tuning only: learned tokens put before every input.",
                                           min=1, max=512, step=1)
+    sample_max_new_tokens: int = param_field(64, "Live samples: at each evaluation the model answers up to 3 validation "
+                                             "prompts with at most this many new tokens (0 = off).",
+                                             min=0, max=2048, step=8)
     gradient_checkpointing: bool = param_field(False, "Recompute activations in the backward pass: far less memory, "
                                                "about 30% slower.")
 
@@ -79,10 +82,11 @@ class TrainParams:
                                "set max_length to an integer.")
         for name in ("lora_r", "lora_alpha", "lora_dropout", "epochs", "max_steps", "learning_rate", "warmup_ratio",
                      "per_device_batch_size", "gradient_accumulation", "seed", "logging_steps", "eval_steps",
-                     "save_steps", "checkpoints_kept", "num_virtual_tokens", *names):
+                     "save_steps", "checkpoints_kept", "num_virtual_tokens", "sample_max_new_tokens", *names):
             check_range(TrainParams, self, name)
         for name in ("lora_r", "lora_alpha", "epochs", "max_steps", "per_device_batch_size", "gradient_accumulation", "seed",
-                     "logging_steps", "eval_steps", "save_steps", "checkpoints_kept", "num_virtual_tokens", *names):
+                     "logging_steps", "eval_steps", "save_steps", "checkpoints_kept", "num_virtual_tokens", "sample_max_new_tokens",
+                     *names):
             setattr(self, name, int(getattr(self, name)))
         self.learning_rate, self.lora_dropout, self.warmup_ratio = (float(self.learning_rate), float(self.lora_dropout),
                                                                     float(self.warmup_ratio))

@@ -28,12 +28,14 @@ class PreparedData:
     validation: list[dict[str, list[int]]]
     max_length: int
     hashes: dict[str, str] = field(default_factory=dict)
+    samples: list[Any] = field(default_factory=list)  # SamplePrompts of the first validation examples (live samples)
 
 
 def prepare_data(config: RunConfig, tokenizer: Any) -> PreparedData:
     """Check, split and tokenise the data; DatasetFailure (naming the first bad lines) when a file has errors."""
     from studio.core.datasets import check_dataset, make_split, tokenize_dataset
     from studio.core.training.card import file_sha256
+    from studio.core.training.samples import sample_prompts
 
     params = config.data_params()
     report = _checked(check_dataset(config.dataset, tokenizer, params))
@@ -53,7 +55,8 @@ def prepare_data(config: RunConfig, tokenizer: Any) -> PreparedData:
         hashes[config.validation] = file_sha256(config.validation)
     log.info("data: %d training and %d validation examples, max_length %d (%s)", len(train), len(held),
              params.max_length, split.source)
-    return PreparedData([t.features() for t in train], [t.features() for t in held], params.max_length, hashes)
+    return PreparedData([t.features() for t in train], [t.features() for t in held], params.max_length, hashes,
+                        sample_prompts([e.messages for e in split.validation]))
 
 
 def _checked(report: Any) -> Any:

@@ -6,6 +6,9 @@ Reads top to bottom like litgpt's finetune scripts: setup (run folder, tokenizer
 
 It runs in its own process so that its memory is gone when it exits and a crash leaves the studio
 untouched. Every failure ends as `failed` in status.json with a readable reason and a suggestion.
+
+The same command runs data-parallel under `accelerate launch --num_processes N -m studio.core.training.worker
+--config RUN.yaml`: every process trains, only the main one (RANK 0) writes to the run folder.
 """
 
 from __future__ import annotations
@@ -56,8 +59,12 @@ def run_training(config_path: str | Path, resume: bool = False, workspace: str |
     """
     try:
         config = RunConfig.load(config_path)
+        if not config.name and world_size() > 1:
+            raise StudioError("A run started with accelerate launch needs a name: each process would make up its own.",
+                              "set `name:` in the run file.")
         run = open_run(config, workspace)
-        _claim(run, config, Path(config_path), resume)
+        if is_main_process():
+            _claim(run, config, Path(config_path), resume)
     except StudioError as err:
         print(f"error: {err.message}" + (f"\nfix: {err.fix}" if err.fix else ""), file=sys.stderr)
         return 2
@@ -126,6 +133,8 @@ def _resume_hint(run: RunDir) -> str:
 
 
 def _end(run: RunDir, state: str, reason: str, fix: str, code: int) -> int:
+    if not is_main_process():
+        return code
     run.update_status(state=state, reason=reason, suggestion=fix, ended=now())
     log.info("run %s %s%s", run.name, state, f": {reason}" if reason else "")
     return code
@@ -160,7 +169,8 @@ def _resume_point(run: RunDir) -> Path:
     kept = [row for row in run.read_metrics() if int(row.get("step") or 0) <= step]
     from studio.storage.workspace import write_atomic
 
-    write_atomic(run.metrics_file, "".join(json.dumps(row) + "\n" for row in kept))
+    if is_main_process():
+        write_atomic(run.metrics_file, "".join(json.dumps(row) + "\n" for row in kept))
     log.info("resuming from %s", checkpoint.name)
     return checkpoint
 
@@ -171,7 +181,7 @@ def fit(run: RunDir, config: RunConfig, checkpoint: Path | None) -> tuple[str, d
     from transformers import Trainer, set_seed
 
     from studio.core import hub
-    from studio.core.training.callbacks import ListDataset, PaddingCollator, RunCallback
+    from studio.core.training.callbacks import ListDataset, PaddingCollator, RunCallback, SampleCallback
     from studio.core.training.setup import device_setup, load_model, prepare_data, training_arguments, wrap_model
 
     set_seed(config.train.seed)
@@ -182,18 +192,29 @@ def fit(run: RunDir, config: RunConfig, checkpoint: Path | None) -> tuple[str, d
     log.info("loading %s (%s on %s)", config.model, config.train.method, device)
     model = wrap_model(load_model(config, source.path_or_id, device, bf16), config)
     callback = RunCallback(run)
+    samples = SampleCallback(run, tokenizer, data.samples, config.train.sample_max_new_tokens)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     trainer = Trainer(model=model, args=training_arguments(run, config, device, bf16, bool(data.validation)),
                       data_collator=PaddingCollator(pad_id, multiple_of=8 if device == "cuda" else 1),
                       train_dataset=ListDataset(data.train), eval_dataset=ListDataset(data.validation) or None,
-                      processing_class=tokenizer, callbacks=[callback])
+                      processing_class=tokenizer, callbacks=[callback, samples])
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    state = "stopped" if callback.stop_requested else "finished"
+    state = "stopped" if callback.stop_requested else "finished"  # the same in every process (callbacks._any_rank)
+    if data.validation and state == "finished" and not _evaluated_at(trainer.state.log_history, trainer.state.global_step):
+        trainer.evaluate()  # in every process: evaluation gathers across them
+    if not is_main_process():
+        return state, {}
     run.stop_file.unlink(missing_ok=True)  # the request is honoured; a later --resume must not stop at once
-    rows = run.read_metrics()
-    if data.validation and state == "finished" and not _evaluated_at(rows, trainer.state.global_step):
-        trainer.evaluate()
     return state, save(run, config, trainer, tokenizer, data, state)
+
+
+def is_main_process() -> bool:
+    """False in the other processes of an `accelerate launch` (or torchrun) run: they train but write nothing."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _evaluated_at(rows: Sequence[dict[str, Any]], step: int) -> bool:
@@ -228,7 +249,7 @@ def _log_to(run: RunDir) -> logging.Handler | None:
     """Our log lines go to stderr; also to log.txt unless the service already sends the output there."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     log.setLevel(logging.INFO)
-    if os.environ.get(LOG_IN_FILE_ENV) == "1":
+    if os.environ.get(LOG_IN_FILE_ENV) == "1" or not is_main_process():
         return None
     handler = logging.FileHandler(run.log_file, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
