@@ -10,16 +10,18 @@ from studio.ui.models_tab import build_models_tab
 from studio.ui.playground_tab import build_playground_tab
 from studio.ui.rag_tab import build_rag_tab
 from studio.ui.rag_views import RAG_CSS
+from studio.ui.training_tab import build_training_tab
+from studio.ui.training_views import TRAINING_CSS
 from studio.ui.widgets import HIDDEN, header_markdown
 
 TITLE = "LLM Adaptation Studio"
-TABS = (build_playground_tab, build_rag_tab, build_models_tab)  # adding a tab = adding its builder here
+TABS = (build_playground_tab, build_rag_tab, build_training_tab, build_models_tab)  # adding a tab = adding its builder here
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate")
 CSS = """
 #studio-header { align-items: baseline; }
 #studio-header h1 { margin: 0; }
 #generation-stats, #rag-stats { color: var(--body-text-color-subdued); font-size: var(--text-sm); min-height: 1.5em; }
-""" + RAG_CSS
+""" + RAG_CSS + TRAINING_CSS
 
 
 def build_app(services: Services) -> gr.Blocks:

@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     from studio.cli_train import add_train_parser
 
     add_train_parser(sub)
+    from studio.cli_adapters import add_adapters_parser
+
+    add_adapters_parser(sub)
     return parser
 
 
@@ -165,6 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from studio.cli_rag import run_rag
 
             return run_rag(args, settings)
+        if args.command == "adapters":
+            from studio.cli_adapters import run_adapters
+
+            return run_adapters(args)
         if args.command == "train":
             from studio.cli_train import run_train
 

@@ -8,6 +8,7 @@ from studio.config import Settings
 from studio.core.models import ModelManager
 from studio.core.rag.service import RagService
 from studio.core.runtime import ModelRuntime
+from studio.core.training.service import TrainingService
 from studio.storage.workspace import Workspace
 
 
@@ -20,10 +21,13 @@ class Services:
     runtime: ModelRuntime = field(init=False, repr=False)
     # Knowledge bases and grounded answers over the same model manager (Chroma connects on first use).
     rag: RagService = field(init=False, repr=False)
+    # Training runs, each in its own worker process; building it marks runs orphaned by a previous studio interrupted.
+    training: TrainingService = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.runtime = ModelRuntime(self.models)
         self.rag = RagService(self.workspace, self.models, self.settings.chroma_url or None)
+        self.training = TrainingService(self.workspace)
 
     @classmethod
     def build(cls, settings: Settings) -> Services:

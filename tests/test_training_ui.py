@@ -1,0 +1,125 @@
+"""The Training tab through the launched app's API: data check, preview, estimate, a real run watched live, control."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from test_ui_api import studio  # noqa: F401  (the launched app, one per module)
+
+pytestmark = pytest.mark.slow
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client.exceptions import AppError  # noqa: E402
+
+ROWS = [{"messages": [{"role": "system", "content": "Answer in one line."}, {"role": "user", "content": f"What is {i} plus {i}?"},
+                      {"role": "assistant", "content": f"{i} plus {i} is {2 * i}, as you can check by counting."}]}
+        for i in range(24)]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("data")
+    good = folder / "good.jsonl"
+    good.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n", encoding="utf-8")
+    bad = folder / "bad.jsonl"
+    bad.write_text("\n".join(json.dumps(r) for r in ROWS[:3]) + '\n{"messages": [{"role": "robot", "content": "x"}]}\n',
+                   encoding="utf-8")
+    leak = folder / "eval.jsonl"
+    leak.write_text(json.dumps({"question": "q", "reference": "Yes: 7 plus 7 is 14, as you can see here."}) + "\n",
+                    encoding="utf-8")
+    return {"good": good, "bad": bad, "eval": leak}
+
+
+def wait_until_done(services: Any, run: str, timeout: float = 240) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status = services.training.status(run)
+        if not status.active:
+            return status
+        time.sleep(1)
+    raise AssertionError(f"run {run} still {status.state} after {timeout} s")
+
+
+def test_check_reports_errors_by_line_and_previews_trained_tokens(studio: tuple[Any, Any], data: dict[str, Path],  # noqa: F811
+                                                                  tiny_model_dir: Path) -> None:
+    client, _ = studio
+    report, lengths, preview = client.predict(str(tiny_model_dir), str(data["bad"]), "", 0, 1, api_name="/training_check_data")
+    assert "**Errors found:**" in report and "line 4:" in report and "robot" in report and "*Fix:*" in report
+    report, lengths, preview = client.predict(str(tiny_model_dir), str(data["good"]), str(data["eval"]), 0, 2,
+                                              api_name="/training_check_data")
+    assert "**Ready to train.**" in report and "24 valid examples" in report and "suggested max length" in report
+    assert "**Decontamination** (1 overlapping" in report and "train line 8" in report
+    assert "Example 2 of 24" in preview
+    assert "<span class='train-on'>1 plus 1 is 2, as you can check by counting." in preview  # the assistant reply is trained, the question is not
+    assert "<span class='train-on'>" not in preview.split("What is 1 plus 1?")[0]
+    assert lengths is not None
+
+
+def test_bad_requests_say_what_to_fix(studio: tuple[Any, Any], data: dict[str, Path], tiny_model_dir: Path) -> None:  # noqa: F811
+    client, _ = studio
+    with pytest.raises(AppError, match="No dataset given"):
+        client.predict(str(tiny_model_dir), "", "", 0, 1, api_name="/training_check_data")
+    with pytest.raises(AppError, match="No base model picked"):
+        client.predict("", str(data["good"]), "", 0, 1, api_name="/training_check_data")
+    with pytest.raises(AppError, match="There is no example 99"):
+        client.predict(str(tiny_model_dir), str(data["good"]), "", 0, 99, api_name="/training_check_data")
+    with pytest.raises(AppError, match="`target_modules` should be all-linear or a list"):
+        client.predict(str(tiny_model_dir), str(data["good"]), "", 0.1, "", train_target_modules=" , ", api_name="/training_start")
+    with pytest.raises(AppError, match="less than minimum value 1"):  # the slider's own range check
+        client.predict(str(tiny_model_dir), str(data["good"]), "", 0.1, "", train_lora_r=0, api_name="/training_start")
+
+
+def test_estimate_counts_trainable_parameters_and_says_whether_it_fits(studio: tuple[Any, Any], data: dict[str, Path],  # noqa: F811
+                                                                       tiny_model_dir: Path) -> None:
+    client, _ = studio
+    text = client.predict(str(tiny_model_dir), str(data["good"]), "", 0.1, "", api_name="/training_estimate")
+    assert "trainable of" in text and "GiB" in text and "fits:" in text
+    full = client.predict(str(tiny_model_dir), str(data["good"]), "", 0.1, "", train_method="full", api_name="/training_estimate")
+    assert "(100.000%)" in full
+
+
+def test_a_run_trains_in_a_worker_and_the_view_follows_it(studio: tuple[Any, Any], data: dict[str, Path],  # noqa: F811
+                                                          tiny_model_dir: Path) -> None:
+    from studio.ui.training_tab import TrainingHandlers
+
+    client, services = studio
+    run, note = client.predict(str(tiny_model_dir), str(data["good"]), "", 0.2, "ui-run", train_max_steps=6,
+                               train_logging_steps=1, train_eval_steps=3, train_per_device_batch_size=2,
+                               train_gradient_accumulation=1, api_name="/training_start")
+    assert run["value"] == "ui-run" and note == "Started **ui-run**."
+    with pytest.raises(AppError, match="already exists"):
+        client.predict(str(tiny_model_dir), str(data["good"]), "", 0.2, "ui-run", api_name="/training_start")
+    status = wait_until_done(services, "ui-run")
+    assert status.state == "finished", status.reason
+    on = TrainingHandlers(services)
+    html, figure, samples, log, memory, table = on.refresh("ui-run", [])
+    assert "finished" in html and "step 6 of 6" in html
+    assert "Live samples at step" in samples and "Reference:" in samples
+    assert "finished" in log and "Memory in use" in memory
+    assert table[0][:2] == ["ui-run", "finished"]
+    names = {trace.name for trace in figure.data}
+    assert {"train loss (raw)", "train loss (smoothed)", "eval loss", "learning rate"} <= names
+    assert (services.workspace.runs_dir / "ui-run" / "adapter" / "adapter_config.json").is_file()
+    assert on.tick("ui-run", [])[1] == {"__type__": "update"}  # nothing new: the plot is not redrawn
+    with pytest.raises(AppError, match="type its name in the box"):
+        client.predict("ui-run", "", api_name="/training_delete")
+    client.predict("ui-run", "ui-run", api_name="/training_delete")
+    assert not (services.workspace.runs_dir / "ui-run").exists()
+
+
+def test_a_failed_run_shows_its_reason_and_fix(studio: tuple[Any, Any], data: dict[str, Path], tiny_model_dir: Path) -> None:  # noqa: F811
+    from studio.ui.training_tab import TrainingHandlers
+
+    client, services = studio
+    client.predict(str(tiny_model_dir), str(data["bad"]), "", 0.2, "bad-run", api_name="/training_start")
+    status = wait_until_done(services, "bad-run")
+    assert status.state == "failed"
+    html = TrainingHandlers(services).refresh("bad-run", [])[0]
+    assert "run-reason" in html and "line 4" in html and "Fix:" in html
+    with pytest.raises(AppError, match="No run picked"):
+        client.predict("", api_name="/training_stop")
