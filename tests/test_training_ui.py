@@ -123,3 +123,29 @@ def test_a_failed_run_shows_its_reason_and_fix(studio: tuple[Any, Any], data: di
     assert "run-reason" in html and "line 4" in html and "Fix:" in html
     with pytest.raises(AppError, match="No run picked"):
         client.predict("", api_name="/training_stop")
+
+
+def test_adapters_panel_lists_attaches_merges_and_deletes(studio: tuple[Any, Any], adapter_dirs: tuple[Path, Path],  # noqa: F811
+                                                          tiny_model_dir: Path) -> None:
+    import shutil
+
+    from studio.ui.adapters_panel import AdapterHandlers
+
+    client, services = studio
+    shutil.copytree(adapter_dirs[0], services.workspace.adapters_dir / "house-style")
+    on = AdapterHandlers(services)
+    rows, picker = on.list(None)
+    assert rows[0][0] == "house-style" and picker["value"] == "house-style"
+    with pytest.raises(AppError, match="No model is loaded|not loaded"):
+        client.predict("house-style", api_name="/adapter_attach")
+    client.predict(str(tiny_model_dir), api_name="/load_model")
+    assert "Attached **house-style**" in client.predict("house-style", api_name="/adapter_attach")
+    assert "house-style" in services.runtime.adapters()
+    merged = client.predict("house-style", "", api_name="/adapter_merge")
+    assert "standalone model" in merged
+    assert (services.workspace.models_dir / "house-style-merged" / "config.json").is_file()
+    with pytest.raises(AppError, match="type its name in the box"):
+        client.predict("house-style", "", api_name="/adapter_delete")
+    *_, note = client.predict("house-style", "house-style", api_name="/adapter_delete")
+    assert note == "Deleted adapter **house-style**." and "house-style" not in services.runtime.adapters()
+    assert not (services.workspace.adapters_dir / "house-style").exists()

@@ -13,6 +13,7 @@ from studio.core.datasets import DataParams
 from studio.core.training.params import Method, RunConfig, TrainParams
 from studio.errors import StudioError
 from studio.ui import training_views as views
+from studio.ui.adapters_panel import build_adapters_panel
 from studio.ui.widgets import HIDDEN, memory_markdown, merge_inputs, slider, user_errors
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ def build_training_tab(services: Services) -> gr.Tab:
                 params, name, estimate, estimate_md, start = _method_panel()
             with gr.Column(scale=4, min_width=420):
                 live = _runs_panel()
+        build_adapters_panel(services, refresh_on=[tab.select, live["run"].change])
         timer = gr.Timer(1.0)
 
     train = {f"train_{k}": v for k, v in params.items()}
