@@ -64,7 +64,7 @@ def length_figure(check: Any) -> Any:
     for x, label, dash in ((tokens.max_length, "max length", "solid"), (tokens.suggested_max_length, "suggested", "dot")):
         fig.add_vline(x=x, line_dash=dash, line_color="#ef4444" if dash == "solid" else "#10b981",
                       annotation_text=f"{label} {x}", annotation_position="top")
-    fig.update_layout(title="Example length (tokens, chat template included)", xaxis_title="tokens",
+    fig.update_layout(title="Example length in tokens", xaxis_title="tokens (chat template included)",
                       yaxis_title="examples", height=280, margin={"l": 40, "r": 10, "t": 50, "b": 40}, showlegend=False)
     return fig
 

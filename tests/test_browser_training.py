@@ -1,0 +1,75 @@
+"""The Training tab in headless Chromium: check the sample dataset, start a short LoRA run, watch it finish live.
+
+Set STUDIO_UPDATE_SCREENSHOTS=1 to refresh assets/screenshots/training.png (used by the README).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from studio.ui.training_tab import SAMPLE_TRAIN
+from test_browser import ROOT, chromium, page  # noqa: F401  (fixtures)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+README_SCREENSHOT = ROOT / "assets" / "screenshots" / "training.png"
+
+
+@pytest.fixture(scope="module")
+def studio_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from studio.app import launch
+    from studio.config import Settings
+    from studio.services import Services
+
+    if not SAMPLE_TRAIN.is_file():
+        pytest.skip(f"{SAMPLE_TRAIN} is missing")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    services = Services.build(Settings(workspace=tmp_path_factory.mktemp("studio-home"), port=port))
+    app = launch(services, prevent_thread_lock=True)
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+
+
+def test_check_the_sample_dataset_then_train_and_watch(page: Any, studio_url: str, tiny_model_dir: Path,  # noqa: F811
+                                                        tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(studio_url)
+    page.get_by_role("tab", name="Training").click()
+    model = page.get_by_label("Base model")
+    model.fill(str(tiny_model_dir))
+    model.press("Enter")
+    page.get_by_role("button", name="Use the sample dataset").click()
+    expect(page.get_by_label("Dataset path")).to_have_value(str(SAMPLE_TRAIN))
+    page.get_by_role("button", name="Check dataset").click()
+    expect(page.locator("#training-report")).to_contain_text("Ready to train", timeout=60_000)
+    expect(page.locator("#training-preview")).to_contain_text("Example 1 of")
+    expect(page.locator("#training-preview .train-on").first).to_contain_text('"answer"')
+
+    page.get_by_text("More options").click()
+    steps = page.get_by_label("number input for Max steps")
+    steps.fill("8")
+    steps.press("Enter")
+    page.get_by_label("Run name").fill("browser-run")
+    page.get_by_role("button", name="Start training").click()
+    status = page.locator("#training-status")
+    expect(status).to_contain_text("browser-run", timeout=30_000)
+    expect(status).to_contain_text("finished", timeout=240_000)
+    expect(status).to_contain_text("step 8 of 8")
+    page.get_by_role("button", name="Refresh").click()
+    expect(page.locator("#adapters-table")).to_contain_text("browser-run")
+
+    shot = tmp_path / "training.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("STUDIO_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(shot, README_SCREENSHOT)
