@@ -69,9 +69,22 @@ def test_bad_requests_say_what_to_fix(studio: tuple[Any, Any], data: dict[str, P
     with pytest.raises(AppError, match="There is no example 99"):
         client.predict(str(tiny_model_dir), str(data["good"]), "", 0, 99, api_name="/training_check_data")
     with pytest.raises(AppError, match="`target_modules` should be all-linear or a list"):
-        client.predict(str(tiny_model_dir), str(data["good"]), "", 0.1, "", train_target_modules=" , ", api_name="/training_start")
+        client.predict(str(tiny_model_dir), str(data["good"]), "", 0.1, "", train_target_modules=[" "], api_name="/training_start")
     with pytest.raises(AppError, match="less than minimum value 1"):  # the slider's own range check
         client.predict(str(tiny_model_dir), str(data["good"]), "", 0.1, "", train_lora_r=0, api_name="/training_start")
+
+
+def test_target_modules_come_from_the_model(studio: tuple[Any, Any], tiny_model_dir: Path,  # noqa: F811
+                                             data: dict[str, Path]) -> None:
+    from studio.ui.training_tab import TrainingHandlers
+
+    client, services = studio
+    assert TrainingHandlers(services).modules(str(tiny_model_dir))["choices"] == [
+        "all-linear", "down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"]
+    some = client.predict(str(tiny_model_dir), str(data["good"]), "", 0.1, "", train_target_modules=["q_proj", "v_proj"],
+                          api_name="/training_estimate")
+    every = client.predict(str(tiny_model_dir), str(data["good"]), "", 0.1, "", api_name="/training_estimate")
+    assert int(some.split(" trainable")[0].split()[-1].replace(",", "")) < int(every.split(" trainable")[0].split()[-1].replace(",", ""))
 
 
 def test_estimate_counts_trainable_parameters_and_says_whether_it_fits(studio: tuple[Any, Any], data: dict[str, Path],  # noqa: F811

@@ -63,6 +63,7 @@ def build_training_tab(services: Services) -> gr.Tab:
     live["resume"].click(on.resume, live["run"], live["status"], api_name="training_resume")
     live["delete"].click(on.delete, [live["run"], live["confirm"]], [live["run"], live["confirm"]], api_name="training_delete")
     tab.select(on.show, live["run"], [data["model"], live["run"], live["overlay"]], show_progress="hidden", **HIDDEN)
+    data["model"].change(on.modules, data["model"], params["target_modules"], show_progress="hidden", **HIDDEN)
     return tab
 
 
@@ -101,7 +102,9 @@ def _method_panel() -> tuple[Any, ...]:
         "method": gr.Radio(list(get_args(Method)), value=defaults.method, label="Method", info=field_help(TrainParams, "method")),
         "learning_rate": gr.Number(0, label="Learning rate", minimum=0, maximum=1e-2,
                                    info="Peak learning rate; 0 = the method's default (2e-4 for QLoRA, 1e-4 otherwise)."),
-        "target_modules": gr.Textbox("all-linear", label="Target modules", info=field_help(TrainParams, "target_modules")),
+        "target_modules": gr.Dropdown(["all-linear"], value=["all-linear"], multiselect=True, allow_custom_value=True,
+                                      label="Target modules", info="Layers that get LoRA: all-linear, or pick from the "
+                                      "model's own linear layers (listed once a base model is picked)."),
     }
     labels = {"lora_r": "LoRA rank r", "lora_alpha": "LoRA alpha", "lora_dropout": "LoRA dropout", "epochs": "Epochs",
               "per_device_batch_size": "Batch size", "gradient_accumulation": "Gradient accumulation",
@@ -196,6 +199,8 @@ class TrainingHandlers:
         train = {k.removeprefix("train_"): v for k, v in values.items() if k.startswith("train_")}
         train["max_length"] = int(values["max_len"]) if values.get("max_len") else None
         train["learning_rate"] = train["learning_rate"] or None
+        targets = train["target_modules"] or ["all-linear"]
+        train["target_modules"] = "all-linear" if "all-linear" in targets else targets
         if train["seed"] is None:
             raise StudioError("The seed is empty.", "enter a whole number (0 is fine).")
         return RunConfig(model=model or "", dataset=(dataset or "").strip(), validation=(validation or "").strip() or None,
@@ -242,6 +247,16 @@ class TrainingHandlers:
         plot = views.loss_figure(metrics) if redraw else gr.update()
         samples = views.samples_markdown(read_samples(self.training.run_dir(run)))
         return (views.status_html(run, status, metrics.get(run, [])), plot, samples, self.training.log(run, 30), memory, table)
+
+    def modules(self, model: str | None) -> Any:
+        """The target-module picker offers the picked model's real linear layers."""
+        from studio.core.training.estimate import linear_module_names
+
+        try:
+            names = linear_module_names(model.strip()) if (model or "").strip() else []
+        except StudioError:
+            names = []  # not resolvable yet (typing, offline): all-linear still works
+        return gr.update(choices=["all-linear", *names])
 
     def show(self, current: str | None) -> tuple[Any, ...]:
         """Refresh pickers when the tab opens; re-attach to a running run (e.g. after a page reload)."""

@@ -135,3 +135,21 @@ def _model_config(config: RunConfig) -> Any:
     from studio.core import hub
 
     return hub.resolve(config.model, trust_remote_code=config.trust_remote_code).config
+
+
+def linear_module_names(model: str, trust_remote_code: bool = False) -> list[str]:
+    """The short names of `model`'s linear layers that LoRA can target (q_proj, v_proj, ...), lm_head excluded.
+
+    Read from the architecture built on the meta device (no weights read). ModelLoadError when it cannot resolve."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from studio.core import hub
+
+    model_config = hub.resolve(model, trust_remote_code=trust_remote_code).config
+    with torch.device("meta"):
+        built = AutoModelForCausalLM.from_config(model_config, trust_remote_code=trust_remote_code)
+    output = built.get_output_embeddings()
+    names = {name.rsplit(".", 1)[-1] for name, module in built.named_modules()
+             if isinstance(module, torch.nn.Linear) and module is not output}
+    return sorted(names)
