@@ -466,3 +466,28 @@ def test_stop_ends_a_worker_that_does_not_answer_within_the_grace_period(tiny_mo
     assert status.state == "stopped" and status.ended
     assert "SIGTERM" in status.reason or "did not stop within" in status.reason
     assert service._procs[name].poll() is not None
+
+
+def test_a_stop_ends_only_the_worker_it_was_asked_to_stop(workspace: Workspace) -> None:
+    # Regression: the grace-period watcher used to look the run's process up by name when it fired, so a Resume
+    # started before the old worker had fully exited was the one that got SIGTERMed.
+    from studio.storage.runs import RunStatus
+
+    service = TrainingService(workspace, stop_grace_s=1)
+    run = service.store.get("stop-resume")
+    run.path.mkdir(parents=True)
+    run.config_file.write_text("model: m\ndataset: d\n")
+    old = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    new = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        service._procs["stop-resume"] = old
+        run.write_status(RunStatus(state="running", pid=old.pid))
+        service.stop("stop-resume")
+        service._procs["stop-resume"] = new  # a resume, while the old worker has not exited yet
+        old.wait(timeout=30)  # the old worker, ignoring STOP, is ended after the grace period...
+        time.sleep(0.5)
+        assert new.poll() is None  # ...and the new one is left alone
+    finally:
+        for proc in (old, new):
+            proc.kill()
+            proc.wait()

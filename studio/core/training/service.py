@@ -125,43 +125,59 @@ class TrainingService:
         if not status.active:
             raise StudioError(f"Run {name!r} is not running (it is {status.state}).", "nothing to stop.")
         run.stop_file.touch()
+        # Watch the process running *now*: a Resume may start a new worker under the same run name before this one
+        # has exited, and that one must never receive this stop's SIGTERM.
+        worker = self._worker(run)
         if wait:
-            self._enforce_stop(run)
+            self._enforce_stop(run, worker)
         else:
-            threading.Thread(target=self._enforce_stop, args=(run,), daemon=True, name=f"stop-{name}").start()
+            threading.Thread(target=self._enforce_stop, args=(run, worker), daemon=True, name=f"stop-{name}").start()
         return run.read_status()
 
-    def _enforce_stop(self, run: RunDir) -> None:
-        if self._wait_exit(run, self.stop_grace_s):
+    def _worker(self, run: RunDir) -> Any:
+        """The run's current worker: the Popen this service started, else the psutil.Process of the recorded pid."""
+        proc = self._procs.get(run.name)
+        if proc is not None:
+            return proc
+        status = run.read_status()
+        if status.pid and process_alive(status.pid, status.pid_started):
+            try:
+                return psutil.Process(status.pid)  # a worker started by an earlier studio process
+            except psutil.Error:
+                return None
+        return None
+
+    def _enforce_stop(self, run: RunDir, worker: Any) -> None:
+        if worker is None or self._wait_exit(worker, self.stop_grace_s):
             return self._settle(run)
-        self._signal(run, kill=False)  # SIGTERM: the worker records `stopped` itself
-        if not self._wait_exit(run, TERMINATE_GRACE_S):
-            self._signal(run, kill=True)
-            self._wait_exit(run, TERMINATE_GRACE_S)
-        if run.read_status().active:
+        self._signal(worker, kill=False)  # SIGTERM: the worker records `stopped` itself
+        if not self._wait_exit(worker, TERMINATE_GRACE_S):
+            self._signal(worker, kill=True)
+            self._wait_exit(worker, TERMINATE_GRACE_S)
+        if run.read_status().active and not self._alive(run):
             run.update_status(state="stopped", ended=now(), reason=f"Ended by the studio: it did not stop within "
                               f"{self.stop_grace_s:.0f} s of the stop request.", suggestion=INTERRUPTED_FIX)
 
-    def _signal(self, run: RunDir, kill: bool) -> None:
-        proc = self._procs.get(run.name)
-        status = run.read_status()
+    @staticmethod
+    def _signal(worker: Any, kill: bool) -> None:
         try:
-            target: Any = proc
-            if target is None and status.pid and process_alive(status.pid, status.pid_started):
-                target = psutil.Process(status.pid)  # a worker started by an earlier studio process
-            if target is not None:
-                target.kill() if kill else target.terminate()
+            worker.kill() if kill else worker.terminate()
         except (OSError, psutil.Error):
             pass  # it ended meanwhile
 
-    def _wait_exit(self, run: RunDir, timeout: float) -> bool:
-        """True once the run's worker has exited (reaping it when this service started it)."""
+    @staticmethod
+    def _wait_exit(worker: Any, timeout: float) -> bool:
+        """True once `worker` (a Popen or psutil.Process) has exited, reaping it when this service started it."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self._alive(run):
-                return True
+        while True:
+            try:
+                done = (worker.poll() is not None if isinstance(worker, subprocess.Popen)
+                        else not worker.is_running() or worker.status() == psutil.STATUS_ZOMBIE)
+            except psutil.Error:
+                done = True
+            if done or time.monotonic() >= deadline:
+                return done
             time.sleep(0.2)
-        return not self._alive(run)
 
     def _alive(self, run: RunDir) -> bool:
         proc = self._procs.get(run.name)
