@@ -23,7 +23,7 @@ README_SCREENSHOT = ROOT / "assets" / "screenshots" / "training.png"
 
 
 @pytest.fixture(scope="module")
-def studio_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
     from studio.app import launch
     from studio.config import Settings
     from studio.services import Services
@@ -35,30 +35,38 @@ def studio_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         port = s.getsockname()[1]
     services = Services.build(Settings(workspace=tmp_path_factory.mktemp("studio-home"), port=port))
     app = launch(services, prevent_thread_lock=True)
-    yield f"http://127.0.0.1:{port}/"
+    yield f"http://127.0.0.1:{port}/", services
     app.close()
 
 
-def test_check_the_sample_dataset_then_train_and_watch(page: Any, studio_url: str, tiny_model_dir: Path,  # noqa: F811
+def open_training(page: Any, url: str, model_dir: Path) -> None:
+    page.goto(url)
+    page.get_by_role("tab", name="Training").click()
+    model = page.get_by_label("Base model")
+    model.fill(str(model_dir))
+    model.press("Enter")
+    page.get_by_role("button", name="Use the sample dataset").click()
+
+
+def set_max_steps(page: Any, steps: int) -> None:
+    page.get_by_text("More options").click()
+    box = page.get_by_label("number input for Max steps")
+    box.fill(str(steps))
+    box.press("Enter")
+
+
+def test_check_the_sample_dataset_then_train_and_watch(page: Any, studio: tuple[str, Any], tiny_model_dir: Path,  # noqa: F811
                                                         tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    page.goto(studio_url)
-    page.get_by_role("tab", name="Training").click()
-    model = page.get_by_label("Base model")
-    model.fill(str(tiny_model_dir))
-    model.press("Enter")
-    page.get_by_role("button", name="Use the sample dataset").click()
+    open_training(page, studio[0], tiny_model_dir)
     expect(page.get_by_label("Dataset path")).to_have_value(str(SAMPLE_TRAIN))
     page.get_by_role("button", name="Check dataset").click()
     expect(page.locator("#training-report")).to_contain_text("Ready to train", timeout=60_000)
     expect(page.locator("#training-preview")).to_contain_text("Example 1 of")
     expect(page.locator("#training-preview .train-on").first).to_contain_text('"answer"')
 
-    page.get_by_text("More options").click()
-    steps = page.get_by_label("number input for Max steps")
-    steps.fill("8")
-    steps.press("Enter")
+    set_max_steps(page, 8)
     page.get_by_label("Run name").fill("browser-run")
     page.get_by_role("button", name="Start training").click()
     status = page.locator("#training-status")
@@ -73,3 +81,32 @@ def test_check_the_sample_dataset_then_train_and_watch(page: Any, studio_url: st
     assert shot.stat().st_size > 10_000
     if os.environ.get("STUDIO_UPDATE_SCREENSHOTS") == "1":
         shutil.copyfile(shot, README_SCREENSHOT)
+
+
+def test_qlora_run_survives_a_reload_stops_with_an_adapter_and_resumes(page: Any, studio: tuple[str, Any],  # noqa: F811
+                                                                        tiny_model_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    url, services = studio
+    open_training(page, url, tiny_model_dir)
+    page.get_by_label("qlora").check()
+    set_max_steps(page, 24)
+    page.get_by_label("Run name").fill("qlora-run")
+    page.get_by_role("button", name="Start training").click()
+    status = page.locator("#training-status")
+    expect(status).to_contain_text("qlora-run · running", timeout=60_000)
+    expect(status).to_contain_text("tokens/s", timeout=60_000)  # the first live loss point is in
+
+    page.reload()  # the live view re-attaches to the running run
+    page.get_by_role("tab", name="Training").click()
+    expect(status).to_contain_text("qlora-run · running", timeout=30_000)
+    page.get_by_role("button", name="Stop (saves the adapter)").click()
+    expect(status).to_contain_text("qlora-run · stopped", timeout=180_000)
+    run = services.workspace.runs_dir / "qlora-run"
+    assert (run / "adapter" / "adapter_config.json").is_file()
+    stopped_at = services.training.status("qlora-run").step
+    assert 0 < stopped_at < 24
+
+    page.get_by_role("button", name="Resume").click()
+    expect(status).to_contain_text("qlora-run · finished", timeout=300_000)
+    expect(status).to_contain_text("step 24 of 24")

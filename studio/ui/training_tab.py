@@ -62,7 +62,8 @@ def build_training_tab(services: Services) -> gr.Tab:
     live["stop"].click(on.stop, live["run"], live["status"], api_name="training_stop")
     live["resume"].click(on.resume, live["run"], live["status"], api_name="training_resume")
     live["delete"].click(on.delete, [live["run"], live["confirm"]], [live["run"], live["confirm"]], api_name="training_delete")
-    tab.select(on.show, live["run"], [data["model"], live["run"], live["overlay"]], show_progress="hidden", **HIDDEN)
+    tab.select(on.show, [live["run"], data["model"]], [data["model"], live["run"], live["overlay"]], show_progress="hidden",
+               **HIDDEN)
     data["model"].change(on.modules, data["model"], params["target_modules"], show_progress="hidden", **HIDDEN)
     return tab
 
@@ -258,7 +259,7 @@ class TrainingHandlers:
             names = []  # not resolvable yet (typing, offline): all-linear still works
         return gr.update(choices=["all-linear", *names])
 
-    def show(self, current: str | None) -> tuple[Any, ...]:
+    def show(self, current: str | None, model: str | None = None) -> tuple[Any, ...]:
         """Refresh pickers when the tab opens; re-attach to a running run (e.g. after a page reload)."""
         runs = self.training.runs()
         names = [r.name for r in runs]
@@ -266,7 +267,8 @@ class TrainingHandlers:
         value = current if current in names else (running[0] if running else (names[0] if names else None))
         info = self.runtime.state.info
         models = list(dict.fromkeys(([info.name] if info else []) + self.workspace.recent_models()))
-        return (gr.update(choices=models, value=models[0] if models else None), gr.update(choices=names, value=value),
+        picked = model or (models[0] if models else None)  # never replace what the user already picked
+        return (gr.update(choices=models, value=picked), gr.update(choices=names, value=value),
                 gr.update(choices=names))
 
     def _names(self) -> list[str]:
