@@ -77,3 +77,15 @@ def test_a_stop_request_stops_every_process(tiny_model_dir: Path, tmp_path: Path
     status = run.read_status()
     assert (status.state, status.step) == ("stopped", 1), status
     assert (run.adapter_dir / "adapter_model.safetensors").is_file() and not run.stop_file.exists()
+
+
+def test_an_unnamed_run_under_a_launcher_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from studio.core.training.worker import run_training
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    path = RunConfig(model="org/model", dataset="d.jsonl").save(tmp_path / "RUN.yaml")
+    assert run_training(path, workspace=tmp_path / "ws") == 2
+    err = capsys.readouterr().err
+    assert "needs a name: each process would make up its own" in err and "set `name:` in the run file" in err
+    assert not (tmp_path / "ws" / "runs").exists() or not any((tmp_path / "ws" / "runs").iterdir())

@@ -54,3 +54,10 @@ def test_worker_writes_samples_at_each_evaluation(tiny_model_dir: Path, tmp_path
         for sample in row["samples"]:
             assert set(sample) == {"prompt", "answer", "reference"} and isinstance(sample["answer"], str)
             assert sample["prompt"].startswith("What is ") and sample["reference"].startswith("The answer is ")
+
+
+def test_the_samples_reader_imports_no_ml_library() -> None:
+    code = ("import sys, studio.core.training.samples; "
+            "print(sorted(m for m in ('torch', 'transformers', 'peft') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr

@@ -10,8 +10,9 @@ The prompts are those of the first (up to) three validation examples: their mess
 assistant turn, rendered with the tokenizer's chat template and a generation prompt, answered greedily.
 
 Importing this module imports no ML library (the UI reads samples through it); SampleCallback, which
-writes them, is in callbacks.py. `read_samples` and `samples_file` know a piece of the run folder's layout; they belong with RunDir in
-studio/storage/runs.py and can move there.
+writes them, is in callbacks.py. `samples_file`, `append_samples` and `read_samples` know a piece of the
+run folder's layout: they belong with RunDir in studio/storage/runs.py and can move there (where
+read_samples and RunDir.read_metrics would share one JSON-lines reader).
 """
 
 from __future__ import annotations

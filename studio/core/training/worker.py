@@ -7,8 +7,10 @@ Reads top to bottom like litgpt's finetune scripts: setup (run folder, tokenizer
 It runs in its own process so that its memory is gone when it exits and a crash leaves the studio
 untouched. Every failure ends as `failed` in status.json with a readable reason and a suggestion.
 
-The same command runs data-parallel under `accelerate launch --num_processes N -m studio.core.training.worker
---config RUN.yaml`: every process trains, only the main one (RANK 0) writes to the run folder.
+The same command runs data-parallel under `accelerate launch --multi_gpu --num_processes N -m
+studio.core.training.worker --config RUN.yaml` (or torchrun): every process trains, only the main one
+(RANK 0) writes to the run folder. With no visible GPU the processes train on CPU over gloo; note that
+`accelerate launch --cpu` starts a single process (more need its --mpirun_hostfile and MPI).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 
 from studio.core.training.params import RunConfig, default_run_name
 from studio.storage.runs import LOG_IN_FILE_ENV, RunDir, Runs, RunStatus, now, process_create_time
+from studio.core.training.samples import read_samples, samples_file
 from studio.core.training.setup import PreparedData
 from studio.errors import StudioError
 
@@ -171,6 +174,9 @@ def _resume_point(run: RunDir) -> Path:
 
     if is_main_process():
         write_atomic(run.metrics_file, "".join(json.dumps(row) + "\n" for row in kept))
+        samples = [row for row in read_samples(run) if int(row.get("step") or 0) <= step]
+        if samples_file(run).exists():
+            write_atomic(samples_file(run), "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in samples))
     log.info("resuming from %s", checkpoint.name)
     return checkpoint
 
