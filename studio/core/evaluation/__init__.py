@@ -1,0 +1,1 @@
+"""Evaluation: held-out examples × variants (prompting, RAG, adapters) → per-example answers and scores."""
