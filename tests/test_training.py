@@ -491,3 +491,36 @@ def test_a_stop_ends_only_the_worker_it_was_asked_to_stop(workspace: Workspace) 
         for proc in (old, new):
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.slow
+def test_a_worker_whose_studio_dies_checkpoints_and_ends_interrupted(tiny_model_dir: Path, data_file: Path,
+                                                                     workspace: Workspace) -> None:
+    # The studio starts workers in their own session, so killing the studio does not kill them; each worker
+    # watches the studio's pid and, once it is gone, saves a checkpoint and ends `interrupted` (resumable).
+    import psutil
+
+    from studio.storage.runs import PARENT_ENV
+
+    studio = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])  # stands in for the studio
+    config = make_config(tiny_model_dir, data_file, "orphan", max_steps=100_000, save_steps=100_000)
+    config_path = config.save(workspace.root / "orphan.yaml")
+    env = {**os.environ, PARENT_ENV: f"{studio.pid}:{psutil.Process(studio.pid).create_time()}"}
+    worker = subprocess.Popen([*WORKER, "--config", str(config_path), "--workspace", str(workspace.root)], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = Runs(workspace.runs_dir)
+    try:
+        wait_for(lambda: runs.metrics("orphan"), what="first metrics line")
+        studio.kill()
+        studio.wait()
+        assert worker.wait(timeout=120) == 0
+    finally:
+        studio.kill()
+        worker.kill()
+    status = runs.status("orphan")
+    assert status.state == "interrupted" and "studio" in status.reason and "resume" in status.suggestion.lower()
+    run = runs.get("orphan")
+    assert run.last_checkpoint() is not None and (run.adapter_dir / "adapter_config.json").is_file()
+    service = TrainingService(workspace)
+    assert service.resume("orphan") == "orphan"
+    service.stop("orphan", wait=True)

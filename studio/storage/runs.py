@@ -31,6 +31,7 @@ ACTIVE = ("queued", "running")
 RESUMABLE = ("stopped", "failed", "interrupted")
 INTERRUPTED_REASON = "The training process ended without finishing (it was killed, or the computer or studio stopped)."
 LOG_IN_FILE_ENV = "STUDIO_TRAIN_LOG_REDIRECTED"  # set by TrainingService: the worker's output already goes to log.txt
+PARENT_ENV = "STUDIO_PARENT"  # "pid:create_time" of the studio that launched a worker; unset under `studio train`
 QUEUED_WITHOUT_PID_S = 120.0  # a queued run with no process for this long was never launched
 INTERRUPTED_FIX = "resume the run: it continues from its last checkpoint."
 

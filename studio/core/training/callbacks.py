@@ -11,6 +11,7 @@ folder, and all of them agree on a stop request so that none waits forever for t
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,7 +21,17 @@ from transformers import TrainerCallback
 
 from studio.core.datasets.tokenization import IGNORE_INDEX
 from studio.core.training.samples import SamplePrompt, append_samples, generate_answers
-from studio.storage.runs import RunDir
+from studio.storage.runs import PARENT_ENV, RunDir, process_alive
+
+
+
+def parent_gone() -> bool:
+    """True when the studio process that launched this worker has exited (killed, crashed or closed)."""
+    raw = os.environ.get(PARENT_ENV, "")
+    pid, _, created = raw.partition(":")
+    if not pid.isdigit():
+        return False
+    return not process_alive(int(pid), float(created) if created else None)
 
 
 class ListDataset(torch.utils.data.Dataset):
@@ -88,6 +99,7 @@ class RunCallback(TrainerCallback):
     def __init__(self, run: RunDir):
         self.run = run
         self.stop_requested = False
+        self.parent_gone = False  # the studio that launched the run is gone: checkpoint and end `interrupted`
         self._t0 = time.monotonic()
         self._step0 = 0
         self._tokens0 = 0
@@ -105,7 +117,10 @@ class RunCallback(TrainerCallback):
         if state.is_world_process_zero and time.monotonic() - self._last_status > 2.0:
             self._last_status = time.monotonic()
             self.run.update_status(step=int(state.global_step), total_steps=int(state.max_steps or 0))
-        if _any_rank(self.run.stop_file.exists()):
+        # A worker outlives a killed studio (it runs in its own session): it checkpoints and ends rather than train
+        # unwatched. Checked every step, like STOP, so every rank makes the same collective calls.
+        self.parent_gone = self.parent_gone or _any_rank(parent_gone())
+        if self.parent_gone or _any_rank(self.run.stop_file.exists()):
             self.stop_requested = True
             control.should_training_stop = True
             control.should_save = True  # a checkpoint at this step makes the stopped run resumable

@@ -25,6 +25,7 @@ from studio.storage.runs import (
     INTERRUPTED_FIX,
     INTERRUPTED_REASON,
     LOG_IN_FILE_ENV,
+    PARENT_ENV,
     RESUMABLE,
     RunDir,
     Runs,
@@ -98,7 +99,8 @@ class TrainingService:
         cmd = [sys.executable, "-m", "studio.core.training.worker", "--config", str(run.config_file),
                "--workspace", str(self.workspace.root)] + (["--resume"] if resume else [])
         package_root = str(Path(__file__).resolve().parents[3])  # importable even where the studio is not installed
-        env = {**os.environ, LOG_IN_FILE_ENV: "1", "PYTHONUNBUFFERED": "1",
+        me = psutil.Process()
+        env = {**os.environ, LOG_IN_FILE_ENV: "1", "PYTHONUNBUFFERED": "1", PARENT_ENV: f"{me.pid}:{me.create_time()}",
                "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)}
         try:
             with run.log_file.open("ab") as log:

@@ -123,8 +123,14 @@ def _train(run: RunDir, config: RunConfig, resume: bool) -> int:
         log.error("%s", err if isinstance(err, StudioError) else traceback.format_exc())
         reason, fix = describe_failure(err)
         return _end(run, "failed", reason, fix, 1)
-    reason = "" if state == "finished" else f"Stopped on request at step {metrics.get('step')}; the adapter so far is saved."
-    fix = "" if state == "finished" else "resume the run to train on from here."
+    reason, fix = {
+        "finished": ("", ""),
+        "stopped": (f"Stopped on request at step {metrics.get('step')}; the adapter so far is saved.",
+                    "resume the run to train on from here."),
+        "interrupted": (f"The studio that started this run stopped, so the run saved a checkpoint at step "
+                        f"{metrics.get('step')} and ended.", "open the studio again and press Resume on this run: it "
+                        "continues from that checkpoint."),
+    }[state]
     return _end(run, state, reason, fix, 0)
 
 
@@ -205,7 +211,8 @@ def fit(run: RunDir, config: RunConfig, checkpoint: Path | None) -> tuple[str, d
                       train_dataset=ListDataset(data.train), eval_dataset=ListDataset(data.validation) or None,
                       processing_class=tokenizer, callbacks=[callback, samples])
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    state = "stopped" if callback.stop_requested else "finished"  # the same in every process (callbacks._any_rank)
+    # The same in every process (callbacks._any_rank); `interrupted` = the studio that launched the run has gone.
+    state = "interrupted" if callback.parent_gone else ("stopped" if callback.stop_requested else "finished")
     if data.validation and state == "finished" and not _evaluated_at(trainer.state.log_history, trainer.state.global_step):
         trainer.evaluate()  # in every process: evaluation gathers across them
     if not is_main_process():
