@@ -135,6 +135,23 @@ def test_bad_variants_are_refused_before_generating(manager: ModelManager, examp
         evaluate(ModelManager(), examples, [Variant("base")], PARAMS)
 
 
+def test_running_out_of_memory_says_to_lower_the_batch_size() -> None:
+    import torch
+
+    class Tokenizer:
+        pad_token_id, eos_token_id = 0, 1
+
+    class Model:
+        def parameters(self):
+            return iter([torch.zeros(1)])
+
+        def generate(self, **kwargs):
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    with pytest.raises(StudioError, match="Out of memory while generating a batch of 2 prompts of up to 3 tokens.*lower the batch size"):
+        runner.generate_batch(Model(), Tokenizer(), [[5, 6, 7], [5]], PARAMS)
+
+
 def test_saved_run_names_are_checked(manager: ModelManager, examples: list[EvalExample], tmp_path: Path) -> None:
     run = evaluate(manager, examples[:1], [Variant("base")], GenerationParams(temperature=0.0, max_new_tokens=1), name="../up")
     with pytest.raises(StudioError, match="not usable"):

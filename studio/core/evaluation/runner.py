@@ -5,7 +5,8 @@ longest in the batch and sent through one `model.generate`. When every attached 
 a batch mixes variants with different adapters through peft's per-request `adapter_names`
 ("__base__" = no adapter); otherwise each batch holds one adapter, set under the manager's lock.
 The lock is held per batch, not per run, so a chat in another tab waits for one batch at most.
-Every variant gets the same generation params and seed (greedy by default).
+Every variant gets the same generation params and seed (greedy by default). With sampling, the seed
+is set per batch, so a sampled answer also depends on which prompts shared its batch.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from studio.core.evaluation.data import EvalExample, Message
 from studio.core.evaluation.metrics import ExampleScores, aggregate, score_example
 from studio.core.generation import _CancelCriteria, _eos_ids, generation_kwargs, render_prompt, seed_everything
 from studio.core.prompting import PromptSpec, build_messages
-from studio.errors import StudioError
+from studio.errors import GenerationError, StudioError
 
 if TYPE_CHECKING:
     from studio.core.models import ModelManager
@@ -121,8 +122,12 @@ def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]],
         from transformers import StoppingCriteriaList
 
         kwargs["stopping_criteria"] = StoppingCriteriaList([_CancelCriteria(cancel)])
-    with torch.inference_mode():
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+    try:
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+    except torch.OutOfMemoryError:
+        raise GenerationError(f"Out of memory while generating a batch of {len(prompts)} prompts of up to {width} tokens.",
+                              "lower the batch size or max new tokens, or load the model in 4bit.") from None
     eos = _eos_ids(model, tokenizer) | {pad}
     answers = []
     for row in out[:, width:].tolist():
@@ -212,11 +217,9 @@ def _check_variants(manager: ModelManager, variants: Sequence[Variant], batch_si
         raise StudioError(f"Variant names must be unique and non-empty, got {names}.", "give every variant its own name.")
     if batch_size < 1:
         raise StudioError(f"`batch_size` should be at least 1, got {batch_size}.", "use a batch size of 1 or more.")
-    attached = manager.adapters()
     if not manager.is_loaded:
-        from studio.errors import GenerationError
-
         raise GenerationError("No model is loaded.", "load one in the Models tab (or pass --model).")
+    attached = manager.adapters()
     for v in variants:
         if v.adapter and v.adapter not in attached:
             raise StudioError(f"Variant {v.name!r} uses adapter {v.adapter!r}, which is not attached.",
