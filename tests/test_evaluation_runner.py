@@ -78,6 +78,11 @@ def test_end_to_end_run_is_saved_and_reloads(manager: ModelManager, examples: li
     assert [r["variant"] for r in summary_rows] == ["base", "tuned", "few-shot", "tuned-b"]
     with pytest.raises(StudioError, match="already exists"):
         save_run(run, tmp_path)
+    (folder / "results.json").write_text("[{}]", encoding="utf-8")
+    with pytest.raises(StudioError, match="Evaluation 'smoke' cannot be read .*KeyError"):
+        load_run(folder)
+    with pytest.raises(StudioError, match="Evaluation 'gone' cannot be read"):
+        load_run(tmp_path / "evals" / "gone")
 
 
 @pytest.mark.slow

@@ -60,11 +60,16 @@ def load_run(folder: str | Path) -> EvaluationRun:
     """Read a run written by `save_run`; StudioError when a file is missing or unreadable."""
     folder = Path(folder)
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
-        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-        aggregates = json.loads((folder / "aggregates.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise StudioError(f"Evaluation {folder.name!r} cannot be read: {err}", "run the evaluation again.") from None
+        return _read_run(folder)
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise StudioError(f"Evaluation {folder.name!r} cannot be read ({type(err).__name__}: {err}).",
+                          "run the evaluation again, or restore its files.") from None
+
+
+def _read_run(folder: Path) -> EvaluationRun:
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    aggregates = json.loads((folder / "aggregates.json").read_text(encoding="utf-8"))
     return EvaluationRun(
         name=config["name"], model=config["model"], variants=[Variant.from_dict(v) for v in config["variants"]],
         params=GenerationParams.from_dict(config["params"]), batch_size=config["batch_size"],
