@@ -94,6 +94,11 @@ def test_qlora_run_survives_a_reload_stops_with_an_adapter_and_resumes(page: Any
     page.get_by_label("Run name").fill("qlora-run")
     page.get_by_role("button", name="Start training").click()
     status = page.locator("#training-status")
+    try:
+        expect(page.locator("#training-estimate")).to_contain_text("Started qlora-run", timeout=30_000)
+    except AssertionError:
+        raise AssertionError(f"start failed: {page.locator('.toast-body').all_inner_texts()}") from None
+    expect(page.get_by_label("Run", exact=True)).to_have_value("qlora-run")
     expect(status).to_contain_text("qlora-run · running", timeout=60_000)
     expect(status).to_contain_text("tokens/s", timeout=60_000)  # the first live loss point is in
 

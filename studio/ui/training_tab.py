@@ -34,7 +34,7 @@ def build_training_tab(services: Services) -> gr.Tab:
                         "Pick one below and press Resume to continue from its last checkpoint.")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3, min_width=360):
-                data = _data_panel()
+                data = _data_panel(on.default_model)
             with gr.Column(scale=3, min_width=340):
                 params, name, estimate, estimate_md, start = _method_panel()
             with gr.Column(scale=4, min_width=420):
@@ -62,16 +62,15 @@ def build_training_tab(services: Services) -> gr.Tab:
     live["stop"].click(on.stop, live["run"], live["status"], api_name="training_stop")
     live["resume"].click(on.resume, live["run"], live["status"], api_name="training_resume")
     live["delete"].click(on.delete, [live["run"], live["confirm"]], [live["run"], live["confirm"]], api_name="training_delete")
-    tab.select(on.show, [live["run"], data["model"]], [data["model"], live["run"], live["overlay"]], show_progress="hidden",
-               **HIDDEN)
+    tab.select(on.show, live["run"], [data["model"], live["run"], live["overlay"]], show_progress="hidden", **HIDDEN)
     data["model"].change(on.modules, data["model"], params["target_modules"], show_progress="hidden", **HIDDEN)
     return tab
 
 
 # Layout ----------------------------------------------------------------------------------------------------------
-def _data_panel() -> dict[str, Any]:
+def _data_panel(default_model: Any) -> dict[str, Any]:
     gr.Markdown("### 1. Model and data")
-    model = gr.Dropdown([], value=None, allow_custom_value=True, label="Base model",
+    model = gr.Dropdown([], value=default_model, allow_custom_value=True, label="Base model",
                         info="Hub id or local folder to fine-tune (defaults to the loaded model). The run loads its own "
                              "copy in the worker process.")
     upload = gr.File(label="Training data (.jsonl / .json)", file_types=[".jsonl", ".json"], height=100)
@@ -259,17 +258,25 @@ class TrainingHandlers:
             names = []  # not resolvable yet (typing, offline): all-linear still works
         return gr.update(choices=["all-linear", *names])
 
-    def show(self, current: str | None, model: str | None = None) -> tuple[Any, ...]:
-        """Refresh pickers when the tab opens; re-attach to a running run (e.g. after a page reload)."""
+    def show(self, current: str | None) -> tuple[Any, ...]:
+        """Refresh pickers when the tab opens; re-attach to a running run (e.g. after a page reload).
+
+        The model picker gets new choices but keeps its value: this answer can arrive after the user typed one.
+        """
         runs = self.training.runs()
         names = [r.name for r in runs]
         running = [r.name for r in runs if r.status.active]
         value = current if current in names else (running[0] if running else (names[0] if names else None))
+        return gr.update(choices=self._models()), gr.update(choices=names, value=value), gr.update(choices=names)
+
+    def default_model(self) -> str | None:
+        """The picker's value on page load: the loaded model, else the most recently used one."""
+        models = self._models()
+        return models[0] if models else None
+
+    def _models(self) -> list[str]:
         info = self.runtime.state.info
-        models = list(dict.fromkeys(([info.name] if info else []) + self.workspace.recent_models()))
-        picked = model or (models[0] if models else None)  # never replace what the user already picked
-        return (gr.update(choices=models, value=picked), gr.update(choices=names, value=value),
-                gr.update(choices=names))
+        return list(dict.fromkeys(([info.name] if info else []) + self.workspace.recent_models()))
 
     def _names(self) -> list[str]:
         return [r.name for r in self.training.runs()]
