@@ -162,3 +162,52 @@ def test_adapters_panel_lists_attaches_merges_and_deletes(studio: tuple[Any, Any
     *_, note = client.predict("house-style", "house-style", api_name="/adapter_delete")
     assert note == "Deleted adapter **house-style**." and "house-style" not in services.runtime.adapters()
     assert not (services.workspace.adapters_dir / "house-style").exists()
+
+
+def test_killing_the_studio_leaves_its_run_interrupted_and_resumable(tmp_path: Path, data: dict[str, Path],
+                                                                     tiny_model_dir: Path) -> None:
+    """The acceptance path end to end: a real `studio` process starts a run, is killed with SIGKILL, and a new
+    studio on the same workspace shows the run interrupted and resumes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from studio.core.training.service import TrainingService
+    from studio.storage.workspace import Workspace
+    from test_ui_api import free_port
+
+    port, home = free_port(), tmp_path / "home"
+    studio_proc = subprocess.Popen([sys.executable, "-m", "studio.cli", "--workspace", str(home), "--port", str(port)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                client = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+                break
+            except Exception:  # noqa: BLE001  (not up yet)
+                assert time.monotonic() < deadline and studio_proc.poll() is None, "the studio did not start"
+                time.sleep(1)
+        client.predict(str(tiny_model_dir), str(data["good"]), "", 0.2, "orphaned", train_max_steps=10_000,
+                       train_logging_steps=1, train_per_device_batch_size=2, train_gradient_accumulation=1,
+                       api_name="/training_start")
+        runs = TrainingService(Workspace(home))  # a second reader of the same workspace
+        deadline = time.monotonic() + 120
+        while not runs.metrics("orphaned"):
+            assert time.monotonic() < deadline, "no metrics line"
+            time.sleep(0.5)
+        os.kill(studio_proc.pid, signal.SIGKILL)
+        studio_proc.wait()
+    finally:
+        studio_proc.kill()
+    deadline = time.monotonic() + 120
+    while runs.run_dir("orphaned").read_status().state == "running":
+        assert time.monotonic() < deadline, "the worker kept training after its studio died"
+        time.sleep(0.5)
+    restarted = TrainingService(Workspace(home))  # what the next studio start-up builds
+    status = restarted.status("orphaned")
+    assert status.state == "interrupted" and "Resume" in status.suggestion
+    restarted.resume("orphaned")
+    restarted.stop("orphaned", wait=True)  # pressed while the resumed worker is still starting: honoured, not lost
+    assert restarted.status("orphaned").state == "stopped"

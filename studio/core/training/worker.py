@@ -99,14 +99,25 @@ def _claim(run: RunDir, config: RunConfig, config_path: Path, resume: bool) -> N
     if resume and run.last_checkpoint() is None:
         raise StudioError(f"Run {run.name!r} has no checkpoint to resume from.",
                           "start it again as a new run (checkpoints are saved every save_steps, or each epoch).")
-    if resume:
-        run.stop_file.unlink(missing_ok=True)  # resuming is the newer wish than a stop the worker never honoured
+    if resume and _stop_predates_this_process(run):
+        run.stop_file.unlink()  # resuming is the newer wish than a stop an earlier worker never honoured
     run.path.mkdir(parents=True, exist_ok=True)
     if config_path.resolve() != run.config_file.resolve():
         config.with_absolute_paths().save(run.config_file)
     pid = os.getpid()
     run.write_status(RunStatus(state="running", pid=pid, pid_started=process_create_time(pid), started=now(),
                                step=status.step if resume else 0, total_steps=status.total_steps if resume else 0))
+
+
+def _stop_predates_this_process(run: RunDir) -> bool:
+    """A STOP file written before this worker started is stale; one written since (a Stop pressed while the
+    resumed worker was still starting) is a request for this worker and must be honoured."""
+    try:
+        written = run.stop_file.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    started = process_create_time(os.getpid())
+    return started is None or written < started
 
 
 def _train(run: RunDir, config: RunConfig, resume: bool) -> int:
