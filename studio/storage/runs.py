@@ -111,6 +111,10 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     @property
+    def samples_file(self) -> Path:
+        return self.path / "samples.jsonl"
+
+    @property
     def log_file(self) -> Path:
         return self.path / "log.txt"
 
@@ -158,26 +162,18 @@ class RunDir:
     # Metrics -----------------------------------------------------------------------------------
     def append_metrics(self, row: dict[str, Any]) -> None:
         """One JSON line, flushed and synced, so a reader sees it at once and a crash keeps it."""
-        with self.metrics_file.open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_jsonl(self.metrics_file, row)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """Every complete metrics line; a partial last line (being written now) and damaged lines are skipped."""
-        try:
-            text = self.metrics_file.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return []
-        rows = []
-        for line in text.splitlines():
-            try:
-                row = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(row, dict):
-                rows.append(row)
-        return rows
+        return read_jsonl(self.metrics_file)
+
+    def append_samples(self, row: dict[str, Any]) -> None:
+        append_jsonl(self.samples_file, row)
+
+    def read_samples(self) -> list[dict[str, Any]]:
+        """Every complete live-samples line, oldest first ([] before the first evaluation)."""
+        return read_jsonl(self.samples_file)
 
     # Checkpoints -------------------------------------------------------------------------------
     def checkpoints(self) -> list[Path]:
@@ -258,3 +254,29 @@ def _interrupted(status: RunStatus) -> RunStatus:
     status.state, status.reason, status.suggestion = "interrupted", INTERRUPTED_REASON, INTERRUPTED_FIX
     status.ended = status.ended or now()
     return status
+
+
+def append_jsonl(path: Path, row: dict[str, Any]) -> None:
+    """Append one JSON line, flushed and synced: a reader sees it at once and a crash keeps it."""
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Every complete JSON-object line of `path` ([] when missing); a partial last line (being written now)
+    and damaged lines are skipped."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    rows = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows

@@ -10,15 +10,11 @@ The prompts are those of the first (up to) three validation examples: their mess
 assistant turn, rendered with the tokenizer's chat template and a generation prompt, answered greedily.
 
 Importing this module imports no ML library (the UI reads samples through it); SampleCallback, which
-writes them, is in callbacks.py. `samples_file`, `append_samples` and `read_samples` know a piece of the
-run folder's layout: they belong with RunDir in studio/storage/runs.py and can move there (where
-read_samples and RunDir.read_metrics would share one JSON-lines reader).
+writes them, is in callbacks.py. The file itself belongs to the run folder (RunDir in studio/storage/runs.py).
 """
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,34 +33,16 @@ class SamplePrompt:
 
 
 def samples_file(run: RunDir) -> Path:
-    return run.path / "samples.jsonl"
+    return run.samples_file
 
 
 def append_samples(run: RunDir, row: dict[str, Any]) -> None:
-    """One JSON line, flushed and synced like metrics.jsonl, so the studio sees it at once."""
-    with samples_file(run).open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
+    run.append_samples(row)
 
 
 def read_samples(run: RunDir | str | Path) -> list[dict[str, Any]]:
-    """Every complete line of the run's samples.jsonl, oldest first; [] when there is none yet.
-    A partial last line (being written now) and damaged lines are skipped."""
-    path = samples_file(run if isinstance(run, RunDir) else RunDir(Path(run)))
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return []
-    rows = []
-    for line in text.splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    """Every complete line of the run's samples.jsonl, oldest first; [] when there is none yet."""
+    return (run if isinstance(run, RunDir) else RunDir(Path(run))).read_samples()
 
 
 def sample_prompts(conversations: Sequence[Sequence[dict[str, str]]], count: int = SAMPLE_COUNT) -> list[SamplePrompt]:
