@@ -125,7 +125,7 @@ class _QueueStreamer:
         pass
 
 
-class _CancelCriteria:
+class CancelCriteria:
     """Stops `generate` at the next token once any of the events is set."""
 
     def __init__(self, *events: threading.Event) -> None:
@@ -232,7 +232,7 @@ def _generate_worker(manager: ModelManager, messages: list[Message], params: Gen
     try:
         with manager.use(adapter) as (model, tokenizer):
             prompt = render_prompt(tokenizer, messages)
-            eos_ids = _eos_ids(model, tokenizer)
+            eos = eos_ids(model, tokenizer)
             events.put(("prompt", (prompt.token_count, tokenizer)))
             if any(e.is_set() for e in stops):  # cancelled while waiting for the model
                 events.put(("done", "cancelled"))
@@ -244,17 +244,17 @@ def _generate_worker(manager: ModelManager, messages: list[Message], params: Gen
 
             with torch.inference_mode():
                 out = model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
-                                     streamer=_QueueStreamer(events), stopping_criteria=StoppingCriteriaList([_CancelCriteria(*stops)]),
+                                     streamer=_QueueStreamer(events), stopping_criteria=StoppingCriteriaList([CancelCriteria(*stops)]),
                                      **generation_kwargs(params, tokenizer))
             new = out[0, input_ids.shape[1]:].tolist()
-            events.put(("done", "eos" if new and new[-1] in eos_ids else "length"))
+            events.put(("done", "eos" if new and new[-1] in eos else "length"))
     except torch.OutOfMemoryError:
         events.put(("error", GenerationError("Out of memory while generating.", "lower max new tokens, shorten the prompt, or load the model in 4bit.")))
     except BaseException as err:  # noqa: BLE001  (handed to the consumer, which re-raises it)
         events.put(("error", err))
 
 
-def _eos_ids(model: Any, tokenizer: Any) -> set[int]:
+def eos_ids(model: Any, tokenizer: Any) -> set[int]:
     ids = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
     ids = ids if isinstance(ids, list) else [ids]
     return {i for i in [*ids, tokenizer.eos_token_id] if i is not None}

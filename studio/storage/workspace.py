@@ -56,6 +56,10 @@ class Workspace:
         return self.root / "adapters"
 
     @property
+    def evals_dir(self) -> Path:
+        return self.root / "evals"
+
+    @property
     def runs_dir(self) -> Path:
         return self.root / "runs"
 

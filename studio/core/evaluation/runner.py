@@ -23,7 +23,7 @@ import torch
 from studio.config import GenerationParams
 from studio.core.evaluation.data import EvalExample, Message
 from studio.core.evaluation.metrics import ExampleScores, aggregate, score_example
-from studio.core.generation import _CancelCriteria, _eos_ids, generation_kwargs, render_prompt, seed_everything
+from studio.core.generation import CancelCriteria, eos_ids, generation_kwargs, render_prompt, seed_everything
 from studio.core.prompting import PromptSpec, build_messages
 from studio.errors import GenerationError, StudioError
 
@@ -121,14 +121,14 @@ def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]],
     if cancel is not None:
         from transformers import StoppingCriteriaList
 
-        kwargs["stopping_criteria"] = StoppingCriteriaList([_CancelCriteria(cancel)])
+        kwargs["stopping_criteria"] = StoppingCriteriaList([CancelCriteria(cancel)])
     try:
         with torch.inference_mode():
             out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
     except torch.OutOfMemoryError:
         raise GenerationError(f"Out of memory while generating a batch of {len(prompts)} prompts of up to {width} tokens.",
                               "lower the batch size or max new tokens, or load the model in 4bit.") from None
-    eos = _eos_ids(model, tokenizer) | {pad}
+    eos = eos_ids(model, tokenizer) | {pad}
     answers = []
     for row in out[:, width:].tolist():
         end = next((i for i, t in enumerate(row) if t in eos), len(row))

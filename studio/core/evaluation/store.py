@@ -28,8 +28,9 @@ FILES = ("config.json", "results.json", "aggregates.json", "results.csv", "summa
 
 def evals_dir(workspace: Any) -> Path:
     """Where evaluation runs live in a Workspace (or a workspace root folder)."""
-    root = Path(workspace) if isinstance(workspace, (str, Path)) else Path(workspace.root)
-    return root / EVALS
+    if isinstance(workspace, (str, Path)):
+        return Path(workspace) / EVALS
+    return Path(workspace.evals_dir)
 
 
 def save_run(run: EvaluationRun, workspace: Any, overwrite: bool = False) -> Path:
