@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +76,23 @@ def workspace_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "studio-home"
     monkeypatch.setenv("STUDIO_HOME", str(home))
     return home
+
+
+@contextlib.contextmanager
+def running_studio(home: Path) -> Iterator[tuple[str, Any]]:
+    """(url, services) of the studio launched on a free loopback port with workspace `home`; closed afterwards."""
+    import socket
+
+    from studio.app import launch
+    from studio.config import Settings
+    from studio.services import Services
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    services = Services.build(Settings(workspace=home, port=port))
+    app = launch(services, prevent_thread_lock=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", services
+    finally:
+        app.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import pytest
 
 from studio.core.rag.service import SAMPLE_DOCS as DOCS
 from studio.core.rag.service import SAMPLE_KB
+from conftest import running_studio
 from test_browser import ROOT, chromium, page, teach  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -29,19 +29,10 @@ README_SCREENSHOT = ROOT / "assets" / "screenshots" / "rag.png"
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
-    from studio.app import launch
-    from studio.config import Settings
-    from studio.services import Services
-
     if not DOCS.is_dir():
         pytest.skip(f"{DOCS} is missing")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    services = Services.build(Settings(workspace=tmp_path_factory.mktemp("studio-home"), port=port))
-    app = launch(services, prevent_thread_lock=True)
-    yield f"http://127.0.0.1:{port}/", services
-    app.close()
+    with running_studio(tmp_path_factory.mktemp("studio-home")) as launched:
+        yield launched
 
 
 def teach_grounded_answer(services: Any, base_dir: Path, out_dir: Path) -> tuple[Path, int]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import pytest
 
 from studio.ui.training_tab import SAMPLE_TRAIN
+from conftest import running_studio
 from test_browser import ROOT, chromium, page  # noqa: F401  (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -24,19 +24,10 @@ README_SCREENSHOT = ROOT / "assets" / "screenshots" / "training.png"
 
 @pytest.fixture(scope="module")
 def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]]:
-    from studio.app import launch
-    from studio.config import Settings
-    from studio.services import Services
-
     if not SAMPLE_TRAIN.is_file():
         pytest.skip(f"{SAMPLE_TRAIN} is missing")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    services = Services.build(Settings(workspace=tmp_path_factory.mktemp("studio-home"), port=port))
-    app = launch(services, prevent_thread_lock=True)
-    yield f"http://127.0.0.1:{port}/", services
-    app.close()
+    with running_studio(tmp_path_factory.mktemp("studio-home")) as launched:
+        yield launched
 
 
 def open_training(page: Any, url: str, model_dir: Path) -> None:
