@@ -165,7 +165,8 @@ def scorecard(run: EvaluationRun) -> str:
             if any(m in run.aggregates[n] for n in names)]
     header = ["metric", *names]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = [f"{run.name} · {run.model} · {len(run.results)} examples" + (" (cancelled)" if run.cancelled else "")]
+    n = len(run.results)
+    lines = [f"{run.name} · {run.model} · {n} example{'' if n == 1 else 's'}" + (" (cancelled)" if run.cancelled else "")]
     for row in [header, *rows]:
         lines.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
     return "\n".join(lines)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,9 +33,9 @@ def main(argv: list[str]) -> int:
     try:
         return run_eval(args, cli._settings(args))
     except StudioError as err:
-        print(f"error: {err.message}", file=__import__("sys").stderr)
+        print(f"error: {err.message}", file=sys.stderr)
         if err.fix:
-            print(f"fix: {err.fix}", file=__import__("sys").stderr)
+            print(f"fix: {err.fix}", file=sys.stderr)
         return 2
 
 
@@ -132,3 +133,46 @@ def test_unknown_collection_and_preset_and_missing_model(home: Path, tiny_model_
     assert code == 2 and "error: No preset named 'missing'" in err
     code, _, err = run(base, capsys)
     assert code == 2 and "error: No model to evaluate." in err
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_at_the_next_batch_and_saves_what_finished(home: Path, tiny_model_dir: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+    import signal
+
+    from studio import cli_eval
+
+    shown = cli_eval._progress
+
+    def interrupt_once(done: int, total: int) -> None:
+        shown(done, total)
+        if done == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler sets the cancel event; the run stops before batch 2
+
+    monkeypatch.setattr(cli_eval, "_progress", interrupt_once)
+    code, out, err = run(["eval", "--data", str(home / "eval.jsonl"), "--model", str(tiny_model_dir), "--device", "cpu",
+                          "--workspace", str(home / "ws"), "--variants", "base", "--batch-size", "1",
+                          "--max-new-tokens", "2", "--name", "stopped"], capsys)
+    assert code == 130 and "stopping at the next safe point" in err and err.rstrip().endswith("[cancelled]")
+    assert "1 example (cancelled)" in out and "Saved to " in out
+    saved = store.load_run(home / "ws" / "evals" / "stopped")
+    assert saved.cancelled and len(saved.results) == 1
+
+
+def test_scorecard_lists_every_metric_per_variant_with_a_dash_where_none_applies() -> None:
+    from studio.cli_eval import scorecard
+    from studio.config import GenerationParams
+    from studio.core.evaluation.metrics import MEAN_METRICS
+    from studio.core.evaluation.runner import EvaluationRun, Variant
+
+    values = {"n": 2, **{m: 0.5 for m in MEAN_METRICS}, "schema_valid": None, "corpus_bleu": 12.25, "corpus_chrf": 30.0}
+    run = EvaluationRun(name="card", model="tiny", variants=[Variant("base"), Variant("tuned", adapter="a")],
+                        params=GenerationParams(), batch_size=8, results=[], aggregates={"base": values, "tuned": values})
+    lines = scorecard(run).splitlines()
+    assert lines[0] == "card · tiny · 0 examples"
+    assert lines[1].split() == ["metric", "base", "tuned"]
+    rows = {line.split()[0]: line.split()[1:] for line in lines[2:]}
+    assert list(rows) == ["n", *MEAN_METRICS, "corpus_bleu", "corpus_chrf"]
+    assert rows["n"] == ["2", "2"] and rows["schema_valid"] == ["-", "-"] and rows["corpus_bleu"] == ["12.250", "12.250"]
