@@ -66,22 +66,29 @@ def check_options(args: argparse.Namespace, settings: Settings) -> list[str]:
     names = parse_variants(args.variants)
     tuned = [n for n in names if n in NEEDS_ADAPTER]
     if tuned and not args.adapter:
-        raise StudioError(f"Variant {', '.join(tuned)} needs a fine-tuned adapter.",
+        raise StudioError(f"{_variants(tuned)} a fine-tuned adapter.",
                           "pass --adapter <adapter folder> (see `studio adapters list`), or drop it from --variants.")
     if args.adapter and not Path(args.adapter).expanduser().is_dir():
-        raise StudioError(f"Adapter folder {args.adapter} does not exist.", "point --adapter at a folder with adapter_config.json.")
+        raise StudioError(f"Adapter folder {args.adapter} does not exist.",
+                          "point --adapter at a folder with adapter_config.json.")
     grounded = [n for n in names if n in NEEDS_COLLECTION]
     if grounded and not args.collection:
-        raise StudioError(f"Variant {', '.join(grounded)} needs a knowledge base to retrieve from.",
+        raise StudioError(f"{_variants(grounded)} a knowledge base to retrieve from.",
                           "pass --collection <name> (see `studio rag list`), or drop it from --variants.")
     data = Path(args.data).expanduser()
     if not data.is_file():
-        raise StudioError(f"Evaluation data {data} does not exist.", "pass --data with a .jsonl held-out set, e.g. sample_data/eval.jsonl.")
+        raise StudioError(f"Evaluation data {data} does not exist.",
+                          "pass --data with a .jsonl held-out set, e.g. sample_data/eval.jsonl.")
     if args.limit is not None and args.limit < 1:
-        raise StudioError(f"--limit should be at least 1, got {args.limit}.", "give a positive number of examples, or drop --limit.")
+        raise StudioError(f"--limit should be at least 1, got {args.limit}.",
+                          "give a positive number of examples, or drop --limit.")
     if not settings.model:
         raise StudioError("No model to evaluate.", "pass --model <hub id or folder> (or set STUDIO_MODEL).")
     return names
+
+
+def _variants(names: list[str]) -> str:
+    return f"Variant {names[0]} needs" if len(names) == 1 else f"Variants {', '.join(names)} need"
 
 
 def build_variants(names: list[str], adapter: str | None, collection: str | None, prompt: PromptSpec) -> list[Variant]:

@@ -103,7 +103,7 @@ def test_json_output_and_a_preset_for_the_prompt_variant(home: Path, tiny_model_
 
 @pytest.mark.parametrize("extra, message, fix", [
     (["--variants", "base,tuned"], "Variant tuned needs a fine-tuned adapter.", "--adapter"),
-    (["--variants", "rag,tuned+rag", "--adapter", "."], "Variant rag, tuned+rag needs a knowledge base", "--collection"),
+    (["--variants", "rag,tuned+rag", "--adapter", "."], "Variants rag, tuned+rag need a knowledge base", "--collection"),
     (["--variants", "base,lora,prompt"], "Unknown variant: lora.", "base, prompt, rag, tuned, tuned+rag"),
     (["--variants", ","], "Unknown variant: (none given).", "comma-separated"),
     (["--limit", "0"], "--limit should be at least 1, got 0.", "positive"),
