@@ -109,6 +109,9 @@ def test_a_winning_variant_earns_its_rung_even_against_the_questionnaire() -> No
     assert any("earned its complexity" in r for r in rec.reasons) and any("confirms RAG" in r for r in rec.reasons)
     rec = recommend(Answers(gap="behaviour", dataset_size="<100"), [make_run({"base": agg(), "rag": agg(fact_recall=0.3)})])
     assert rec.rungs == ["rag"] and rec.overruled and any("lacks knowledge" in r for r in rec.reasons)
+    rec = recommend(Answers(gap="knowledge"), [make_run({"prompt": agg(), "tuned": agg(rouge_l=0.32)})])
+    assert rec.rungs == ["rag"] and not rec.overruled
+    assert any(r.startswith("Your evaluation agrees") and "not yet earned" in r for r in rec.reasons)
 
 
 def test_the_newest_run_decides_and_runs_without_a_baseline_are_skipped() -> None:

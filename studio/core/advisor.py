@@ -40,6 +40,7 @@ KNOWLEDGE_METRICS = ("fact_recall",)
 BEHAVIOUR_METRICS = ("schema_valid", "json_valid", "rouge_l", "exact_match")
 METRIC_NAMES = {"fact_recall": "fact recall", "schema_valid": "schema validity", "json_valid": "JSON validity",
                 "rouge_l": "ROUGE-L", "exact_match": "exact match"}
+SIZES = {"none": "no", "<100": "fewer than 100", "100-1000": "100-1000", ">1000": "more than 1000"}
 LABELS = {"prompting": "Prompting", "rag": "RAG", "lora": "LoRA", "qlora": "QLoRA", "full": "Full fine-tuning"}
 
 
@@ -124,7 +125,7 @@ def _from_answers(a: Answers) -> tuple[list[str], list[str]]:
 def _knowledge_reasons(a: Answers) -> list[str]:
     why = []
     if a.gap in ("knowledge", "both"):
-        why.append(f"The gap is {a.gap}: RAG changes what the model knows; fine-tuning facts into weights is costly "
+        why.append(f"The gap is {_gap(a)}: RAG changes what the model knows; fine-tuning facts into weights is costly "
                    "and still hallucinates.")
     if a.facts_change != "rarely":
         why.append(f"Your facts change {a.facts_change}: a knowledge base is re-ingested in minutes, a fine-tune "
@@ -133,6 +134,10 @@ def _knowledge_reasons(a: Answers) -> list[str]:
         why.append("You need citations: RAG answers from retrieved passages it can point to; a fine-tuned model cannot "
                    "say where a fact came from.")
     return why
+
+
+def _gap(a: Answers) -> str:
+    return "knowledge and behaviour" if a.gap == "both" else a.gap
 
 
 def _tuning_rung(a: Answers) -> str | None:
@@ -147,10 +152,10 @@ def _tuning_rung(a: Answers) -> str | None:
 def _behaviour_reasons(a: Answers, tuned: str | None) -> list[str]:
     if tuned is None:
         size = "no examples" if a.dataset_size == "none" else "fewer than 100 examples"
-        return [f"The gap is {a.gap}, but with {size} a fine-tune would overfit: put a few of them in the prompt "
+        return [f"The gap is {_gap(a)}, but with {size} a fine-tune would overfit: put a few of them in the prompt "
                 "(few-shot) and collect 100+ before training an adapter."]
-    why = [f"The gap is {a.gap} and you have {a.dataset_size} examples: fine-tuning changes behaviour (format, tone, "
-           "skill) in a way prompting only approximates."]
+    why = [f"The gap is {_gap(a)} and you have {SIZES[a.dataset_size]} examples: fine-tuning changes behaviour "
+           "(format, tone, skill) in a way prompting only approximates."]
     if tuned == "full":
         why.append("With more than 1000 examples and a large GPU, full fine-tuning is affordable and can learn more "
                    "than a low-rank update; keep a LoRA run as the cheaper comparison.")
@@ -268,6 +273,8 @@ def _apply_evidence(rec: Recommendation, answers: Answers, runs: list[Evaluation
                            f"{MARGIN:.2f} or more, so it has earned its complexity; keep {LABELS[rung]}.")
     elif tuning and any(tuned_runs):
         rec.reasons.append("Your evaluation confirms the fine-tune: it beats the baseline on your held-out set.")
+    elif tuned_runs:
+        rec.reasons.append(f"Your evaluation agrees: the fine-tuned variant does not beat the baseline. {EARNED}")
     if "rag" in verdicts:
         _rag_evidence(rec, verdicts["rag"])
 
