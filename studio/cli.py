@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     from studio.cli_adapters import add_adapters_parser
 
     add_adapters_parser(sub)
+    from studio.cli_eval import add_eval_parser
+
+    add_eval_parser(sub)
     return parser
 
 
@@ -168,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from studio.cli_rag import run_rag
 
             return run_rag(args, settings)
+        if args.command == "eval":
+            from studio.cli_eval import run_eval
+
+            return run_eval(args, settings)
         if args.command == "adapters":
             from studio.cli_adapters import run_adapters
 

@@ -112,7 +112,7 @@ def _prompt_spec(workspace: Any, preset: str | None) -> PromptSpec:
 
 def run_eval(args: argparse.Namespace, settings: Settings) -> int:
     """`studio eval`: check the options, load the model once, evaluate, save, print the scorecard."""
-    from studio.cli_rag import _cancel_on_interrupt
+    from studio.cli_rag import cancel_on_interrupt
     from studio.config import GenerationParams
     from studio.core.evaluation import store
     from studio.core.evaluation.data import load_examples
@@ -139,7 +139,7 @@ def run_eval(args: argparse.Namespace, settings: Settings) -> int:
         adapter = load_model(manager, settings, args.adapter if set(names) & set(NEEDS_ADAPTER) else None)
         variants = build_variants(names, adapter, args.collection, prompt)
         params = GenerationParams(temperature=0.0, max_new_tokens=args.max_new_tokens)
-        with _cancel_on_interrupt() as cancel:
+        with cancel_on_interrupt() as cancel:
             run = evaluate(manager, examples, variants, params, rag, args.batch_size, _progress, cancel,
                            name=args.name or "", dataset=str(Path(args.data).expanduser()))
     except KeyboardInterrupt:  # a second Ctrl-C, or one while the model loads

@@ -154,7 +154,7 @@ def run_rag(args: argparse.Namespace, settings: Settings) -> int:
 
 
 @contextmanager
-def _cancel_on_interrupt() -> Iterator[threading.Event]:
+def cancel_on_interrupt() -> Iterator[threading.Event]:
     """An event the first Ctrl-C sets, so the work stops cleanly at its next check; a second one interrupts."""
     cancel = threading.Event()
     if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread only
@@ -181,7 +181,7 @@ def run_ingest(args: argparse.Namespace, rag: RagService, settings: Settings) ->
         raise StudioError("Give either files and folders to ingest or --beir DIR.",
                           "e.g. `studio rag ingest docs/ --collection notes`, or `--beir scifact/` for a BEIR corpus.")
     index = _params(IndexParams, args)
-    with _cancel_on_interrupt() as cancel:
+    with cancel_on_interrupt() as cancel:
         # Built before the knowledge base is created: bad paths or a bad BEIR folder fail with nothing made.
         events = rag.ingest_beir(args.collection, args.beir, cancel) if args.beir else rag.ingest(args.collection, args.paths, cancel)
         _ensure_knowledge_base(rag, args.collection, args.create, index, _given(IndexParams, args))
@@ -269,7 +269,7 @@ def _answer(args: argparse.Namespace, rag: RagService, settings: Settings, retri
     generation = generation_params(args)
     adapter = load_model(rag.models, settings, args.adapter)  # type: ignore[arg-type]  (run_rag gave it one)
     final: RagAnswer | None = None
-    with _cancel_on_interrupt() as cancel:
+    with cancel_on_interrupt() as cancel:
         for event in rag.answer(args.collection, args.question, retrieval, params, generation, adapter, cancel):
             if isinstance(event, SearchResult):
                 print(_search_header(event), file=sys.stderr)
@@ -354,7 +354,7 @@ def run_eval(args: argparse.Namespace, rag: RagService, settings: Settings) -> i
     queries, qrels = _eval_files(args)
     params = _params(RetrievalParams, args)
     evaluation, shown = None, 0
-    with _cancel_on_interrupt() as cancel:
+    with cancel_on_interrupt() as cancel:
         try:
             for event in rag.evaluate_events(args.collection, queries, qrels, params, cancel):
                 if not isinstance(event, EvaluationProgress):
