@@ -19,13 +19,13 @@ import random
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 
 from studio.config import GenerationParams
-from studio.core.evaluation.runner import BASE, Variant, _mixed_batches_supported
+from studio.core.evaluation.runner import BASE, Variant, _check_variants, _mixed_batches_supported
 from studio.core.generation import (
     CancelCriteria, GenerationStats, Message, _Decoder, eos_ids, generation_kwargs, render_prompt, seed_everything)
 from studio.core.prompting import build_messages
@@ -78,7 +78,6 @@ class _Prepared:
     rag_prompt: RagPrompt | None = None
     search: Any = None
     no_context: bool = False
-    sources: list[str] = field(default_factory=list)
 
 
 def check_panes(manager: ModelManager, panes: Sequence[Pane], histories: Sequence[Sequence[Message]] | None) -> None:
@@ -86,20 +85,9 @@ def check_panes(manager: ModelManager, panes: Sequence[Pane], histories: Sequenc
     if not MIN_PANES <= len(panes) <= MAX_PANES:
         raise StudioError(f"Compare needs {MIN_PANES} to {MAX_PANES} panes, got {len(panes)}.",
                           f"add or remove panes so there are {MIN_PANES}-{MAX_PANES}.")
-    names = [p.name for p in panes]
-    if len(set(names)) != len(names) or not all(n.strip() for n in names):
-        raise StudioError(f"Pane names must be unique and non-empty, got {names}.", "give every pane its own name.")
     if histories is not None and len(histories) != len(panes):
         raise StudioError(f"Got {len(histories)} histories for {len(panes)} panes.", "pass one history per pane ([] for none).")
-    if not manager.is_loaded:
-        raise GenerationError("No model is loaded.", "load one in the Models tab (or pass --model).")
-    attached = manager.adapters()
-    for p in panes:
-        if p.adapter and p.adapter not in attached:
-            raise StudioError(f"Pane {p.name!r} uses adapter {p.adapter!r}, which is not attached.",
-                              "attach it in the Models tab, or pick one of: " + (", ".join(attached) or "none attached"))
-        if p.prompt is not None:
-            p.prompt.validate()
+    _check_variants(manager, panes, batch_size=1)  # names, model loaded, adapters attached, presets valid
 
 
 def pane_messages(pane: Pane, history: Sequence[Message], message: str, tokenizer: Any, rag: RagService | None = None,
@@ -120,7 +108,6 @@ def pane_messages(pane: Pane, history: Sequence[Message], message: str, tokenize
         if prepared.search.empty and not answer_params.answer_without_context:
             prepared.no_context = True
         prepared.rag_prompt = build_prompt(message, prepared.search.chunks, tokenizer, answer_params)
-        prepared.sources = [b.item.chunk.source for b in prepared.rag_prompt.blocks]
         content = prepared.rag_prompt.messages[-1]["content"]
     clean = [{"role": m["role"], "content": m["content"]} for m in history if m.get("role") in ("user", "assistant")]
     prepared.messages = (build_messages(pane.prompt, clean, content) if pane.prompt is not None
