@@ -143,3 +143,30 @@ def test_bad_compares_say_what_to_fix(setup: tuple[ModelManager, RagService]) ->
         list(compare_stream(manager, rag, [Variant("a"), Variant("a")], None, "Hi"))
     with pytest.raises(StudioError, match="no RAG service"):
         list(compare_stream(manager, None, PANES[:2], None, "Hi"))
+
+
+def test_a_stop_string_ends_only_its_own_pane(setup: tuple[ModelManager, RagService]) -> None:
+    manager, rag = setup
+    panes = PANES[::2]
+    long = GenerationParams(temperature=0.0, max_new_tokens=24)
+    _, free = run(manager, rag, panes, None, "Hello", long)
+    stop = free[0].text[len(free[0].text) // 2:][:2]
+    assert stop and stop not in free[1].text  # (deterministic under greedy decoding)
+    with_stop = GenerationParams(temperature=0.0, max_new_tokens=24, stop=[stop])
+    _, done = run(manager, rag, panes, None, "Hello", with_stop)
+    assert done[0].stats.finish_reason == "stop" and free[0].text.startswith(done[0].text)
+    assert stop not in done[0].text
+    for i, pane in enumerate(panes):  # each pane still equals its own single answer with the same stop string
+        assert generate(manager, done[i].messages, with_stop, pane.adapter).text == done[i].text
+    assert done[1].text == free[1].text and done[1].stats.finish_reason != "stop"
+
+
+def test_a_rag_pane_without_relevant_context_answers_so(setup: tuple[ModelManager, RagService]) -> None:
+    from studio.core.rag.answer import NO_CONTEXT
+
+    manager, rag = setup
+    events = list(compare_stream(manager, rag, PANES[:2], None, "Warranty?", GREEDY,
+                                 retrieval=RetrievalParams(top_k=1, min_similarity=0.99)))
+    done = {e.pane: e.payload for e in events if e.kind == "done"}
+    assert done[1].no_context and done[1].text == NO_CONTEXT and done[1].history[-1]["content"] == NO_CONTEXT
+    assert done[0].stats.completion_tokens > 0 and not done[0].no_context
