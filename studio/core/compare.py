@@ -145,10 +145,8 @@ def compare_stream(manager: ModelManager, rag: RagService | None, panes: Sequenc
             for i, p in enumerate(prepared) if not p.no_context]
     for row in rows:
         row.decoder.tokenizer = tokenizer
-    texts: dict[int, str] = {}
     if rows:
-        for pane, piece in _stream_rows(manager, rows, params, cancel, started):
-            texts[pane] = texts.get(pane, "") + piece
+        for pane, piece in _stream_rows(manager, rows, params, cancel):
             yield PaneEvent(pane, "text", piece)
     by_pane = {r.pane: r for r in rows}
     end = time.perf_counter()
@@ -184,8 +182,8 @@ def _finish(prep: _Prepared, row: _Row | None, history: Sequence[Message], messa
     return PaneAnswer(text, stats, new_history, prep.messages, rag_answer)
 
 
-def _stream_rows(manager: ModelManager, rows: list[_Row], params: GenerationParams, cancel: threading.Event,
-                 started: float) -> Iterator[tuple[int, str]]:
+def _stream_rows(manager: ModelManager, rows: list[_Row], params: GenerationParams,
+                 cancel: threading.Event) -> Iterator[tuple[int, str]]:
     """Run the rows as one batch in a worker thread; yield (pane, text piece) as tokens arrive."""
     events: queue.Queue = queue.Queue()
     halt = threading.Event()  # the consumer went away
