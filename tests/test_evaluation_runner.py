@@ -103,7 +103,7 @@ def test_batched_answers_equal_one_at_a_time_greedy_answers(manager: ModelManage
 def test_one_adapter_per_batch_when_mixed_batches_are_unavailable(manager: ModelManager, examples: list[EvalExample],
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     mixed = evaluate(manager, examples[:3], VARIANTS, PARAMS, batch_size=4)
-    monkeypatch.setattr(runner, "_mixed_batches_supported", lambda _m: False)
+    monkeypatch.setattr(runner, "mixed_batches_supported", lambda _m: False)
     grouped = evaluate(manager, examples[:3], VARIANTS, PARAMS, batch_size=4)
     for a, b in zip(mixed.results, grouped.results):
         assert {k: v.answer for k, v in a.answers.items()} == {k: v.answer for k, v in b.answers.items()}

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 
 from studio.config import GenerationParams
-from studio.core.evaluation.runner import BASE, Variant, _check_variants, _mixed_batches_supported
+from studio.core.evaluation.runner import BASE, Variant, check_variants, mixed_batches_supported
 from studio.core.generation import (
     CancelCriteria, GenerationStats, Message, _Decoder, eos_ids, generation_kwargs, render_prompt, seed_everything)
 from studio.core.prompting import build_messages
@@ -87,7 +87,7 @@ def check_panes(manager: ModelManager, panes: Sequence[Pane], histories: Sequenc
                           f"add or remove panes so there are {MIN_PANES}-{MAX_PANES}.")
     if histories is not None and len(histories) != len(panes):
         raise StudioError(f"Got {len(histories)} histories for {len(panes)} panes.", "pass one history per pane ([] for none).")
-    _check_variants(manager, panes, batch_size=1)  # names, model loaded, adapters attached, presets valid
+    check_variants(manager, panes, batch_size=1)  # names, model loaded, adapters attached, presets valid
 
 
 def pane_messages(pane: Pane, history: Sequence[Message], message: str, tokenizer: Any, rag: RagService | None = None,
@@ -256,7 +256,7 @@ def _batch_worker(manager: ModelManager, rows: list[_Row], params: GenerationPar
     try:
         adapters = {r.adapter for r in rows}
         mixed = len(adapters) > 1 or any(adapters)
-        if mixed and not _mixed_batches_supported(manager):
+        if mixed and not mixed_batches_supported(manager):
             raise StudioError("Panes with different adapters share one batch only when every attached adapter is LoRA.",
                               "detach the non-LoRA adapters, or compare panes that use the same adapter.")
         active = next((a for a in adapters if a), None)

@@ -179,14 +179,14 @@ def evaluate(manager: ModelManager, examples: Sequence[EvalExample], variants: S
     adapter is not attached, variant names repeat or a preset is invalid, before anything is generated.
     """
     params = gen_params or GREEDY
-    _check_variants(manager, variants, batch_size)
+    check_variants(manager, variants, batch_size)
     if not examples:
         raise StudioError("There are no examples to evaluate.", "load a held-out set with at least one example.")
     started = time.perf_counter()
     tokenizer = manager.tokenizer
     jobs = _jobs(examples, variants, tokenizer, rag, retrieval, answer_params)
     done: dict[tuple[int, int], VariantAnswer] = {}
-    mixed = _mixed_batches_supported(manager)
+    mixed = mixed_batches_supported(manager)
     for batch in _batches(jobs, batch_size, mixed):
         if cancel is not None and cancel.is_set():
             break
@@ -208,7 +208,7 @@ def evaluate(manager: ModelManager, examples: Sequence[EvalExample], variants: S
                      cancelled=cancel is not None and cancel.is_set(), elapsed=time.perf_counter() - started)
 
 
-def _check_variants(manager: ModelManager, variants: Sequence[Variant], batch_size: int) -> None:
+def check_variants(manager: ModelManager, variants: Sequence[Variant], batch_size: int) -> None:
     if not variants:
         raise StudioError("No variants to compare.", "add at least one variant (e.g. the base model).")
     names = [v.name for v in variants]
@@ -254,7 +254,7 @@ def _batches(jobs: list[_Job], size: int, mixed: bool) -> list[list[_Job]]:
     return batches
 
 
-def _mixed_batches_supported(manager: ModelManager) -> bool:
+def mixed_batches_supported(manager: ModelManager) -> bool:
     """True when adapters are attached and all are (unmerged) LoRA: peft can then pick one per row."""
     with manager.use(None) as (model, _tok):
         configs = getattr(model, "peft_config", None)
