@@ -96,3 +96,26 @@ def running_studio(home: Path) -> Iterator[tuple[str, Any]]:
         yield f"http://127.0.0.1:{port}/", services
     finally:
         app.close()
+
+
+@pytest.fixture(scope="module")
+def model_and_kb(tiny_model_dir: Path, adapter_dirs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """(ModelManager with tiny_model_dir and adapter "style-a", RagService with a two-document knowledge base "support")."""
+    from studio.config import LoadParams
+    from studio.core.models import ModelManager
+    from studio.core.rag.service import RagService
+    from studio.storage.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("model-and-kb")
+    docs = root / "docs"
+    docs.mkdir()
+    (docs / "warranty.txt").write_text("The warranty covers two years of repairs. Water damage is not covered.")
+    (docs / "reset.md").write_text("# Reset\n\nHold the reset button for ten seconds to restore factory settings.")
+    manager = ModelManager()
+    manager.load(LoadParams(model=str(tiny_model_dir), device="cpu"))
+    manager.attach_adapter(adapter_dirs[0], "style-a")
+    rag = RagService(Workspace(root / "ws"), manager)
+    rag.create("support")
+    *_, report = rag.ingest("support", [docs])
+    assert not report.failed
+    return manager, rag

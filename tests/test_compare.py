@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 
-from studio.config import GenerationParams, LoadParams
+from studio.config import GenerationParams
 from studio.core.compare import PaneEvent, PaneAnswer, compare_stream, pane_messages
 from studio.core.evaluation.runner import Variant
 from studio.core.generation import generate
@@ -15,7 +14,6 @@ from studio.core.models import ModelManager
 from studio.core.rag.params import RetrievalParams
 from studio.core.rag.service import RagService
 from studio.errors import StudioError
-from studio.storage.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 GREEDY = GenerationParams(temperature=0.0, max_new_tokens=12)
@@ -23,21 +21,8 @@ TOP1 = RetrievalParams(top_k=1)
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_model_dir: Path, adapter_dirs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory,
-          ) -> tuple[ModelManager, RagService]:
-    root = tmp_path_factory.mktemp("compare")
-    docs = root / "docs"
-    docs.mkdir()
-    (docs / "warranty.txt").write_text("The warranty covers two years of repairs. Water damage is not covered.")
-    (docs / "reset.md").write_text("# Reset\n\nHold the reset button for ten seconds to restore factory settings.")
-    manager = ModelManager()
-    manager.load(LoadParams(model=str(tiny_model_dir), device="cpu"))
-    manager.attach_adapter(adapter_dirs[0], "style-a")
-    rag = RagService(Workspace(root / "ws"), manager)
-    rag.create("support")
-    *_, report = rag.ingest("support", [docs])
-    assert not report.failed
-    return manager, rag
+def setup(model_and_kb: tuple[ModelManager, RagService]) -> tuple[ModelManager, RagService]:
+    return model_and_kb
 
 
 PANES = [Variant("base"), Variant("base+rag", knowledge_base="support"), Variant("tuned", "style-a"),

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
-from studio.config import GenerationParams, LoadParams
+from studio.config import GenerationParams
 from studio.core.evaluation.data import parse_example
 from studio.core.evaluation.runner import Variant, evaluate, variant_messages
 from studio.core.models import ModelManager
@@ -14,27 +13,13 @@ from studio.core.prompting import ZERO_SHOT, PromptSpec
 from studio.core.rag.answer import INSTRUCTION
 from studio.core.rag.params import RetrievalParams
 from studio.core.rag.service import RagService
-from studio.storage.workspace import Workspace
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_model_dir: Path, adapter_dirs: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory,
-          ) -> tuple[ModelManager, RagService]:
-    root = tmp_path_factory.mktemp("eval-rag")
-    docs = root / "docs"
-    docs.mkdir()
-    (docs / "warranty.txt").write_text("The warranty covers two years of repairs. Water damage is not covered.")
-    (docs / "reset.md").write_text("# Reset\n\nHold the reset button for ten seconds to restore factory settings.")
-    manager = ModelManager()
-    manager.load(LoadParams(model=str(tiny_model_dir), device="cpu"))
-    manager.attach_adapter(adapter_dirs[0], "style-a")
-    rag = RagService(Workspace(root / "ws"), manager)
-    rag.create("support")
-    *_, report = rag.ingest("support", [docs])
-    assert not report.failed
-    return manager, rag
+def setup(model_and_kb: tuple[ModelManager, RagService]) -> tuple[ModelManager, RagService]:
+    return model_and_kb
 
 
 def test_rag_variants_answer_from_the_retrieved_context(setup: tuple[ModelManager, RagService]) -> None:
