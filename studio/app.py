@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.config import Settings
+from studio.config import DEFAULT_MODEL, DEMO_MODEL, Settings
 from studio.services import Services
 from studio.ui.models_tab import build_models_tab
 from studio.ui.playground_tab import build_playground_tab
@@ -62,9 +62,12 @@ def launch(services: Services, *, prevent_thread_lock: bool = False) -> gr.Block
 
 
 def main(settings: Settings) -> None:
-    """Build the services, start loading `settings.model` in the background, and serve the UI (blocks)."""
+    """Build the services, start loading the model in the background, and serve the UI (blocks).
+
+    The model is `settings.model`, or DEFAULT_MODEL when none is configured; when it cannot be loaded
+    (offline and not cached, say), the bundled offline demo model stands in and the header says so.
+    """
     services = Services.build(settings)
-    if settings.model:
-        services.runtime.load_in_background(settings.load_params(),
-                                            on_loaded=lambda info: services.workspace.remember_model(info.name))
+    services.runtime.load_in_background(settings.load_params(settings.model or DEFAULT_MODEL), fallback=DEMO_MODEL,
+                                        on_loaded=lambda info: services.workspace.remember_model(info.name))
     launch(services)

@@ -20,6 +20,9 @@ Precision = Literal["auto", "bf16", "fp16", "fp32", "8bit", "4bit"]
 Device = Literal["auto", "cuda", "mps", "cpu"]
 
 DEFAULT_HOME = Path("~/.llm-studio")
+DEFAULT_MODEL = "Qwen/Qwen2.5-0.5B-Instruct"  # loaded at start-up when none is configured (README: models per hardware tier)
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "studio-demo"  # the offline fallback (a checkout)
+DEMO_NOTE = "studio-demo is a tiny model for trying the studio offline, not a useful assistant."
 SETTINGS_FILE = "settings.yaml"
 _P = TypeVar("_P")
 

@@ -30,11 +30,21 @@ def test_main_starts_the_model_loading_and_serves_meanwhile(tmp_path: Path, tiny
     assert services.workspace.recent_models() == [str(tiny_model_dir)]
 
 
-def test_main_without_a_model_loads_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_main_without_a_model_offline_loads_the_demo_model_and_says_so(tmp_path: Path, tiny_model_dir: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     launched: list[Any] = []
-    monkeypatch.setattr(app, "launch", lambda services, **kw: launched.append(services.runtime.state))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(app, "DEMO_MODEL", tiny_model_dir)  # the bundled demo, as a fresh checkout has it
+    monkeypatch.setattr(app, "launch", lambda services, **kw: launched.append(services))
     app.main(Settings(workspace=tmp_path))
-    assert launched == [ModelState()]
+    services, = launched
+    for thread in threading.enumerate():
+        if thread.name == "studio-startup-load":
+            thread.join(60)
+    state = services.runtime.state
+    assert state.info.name == str(tiny_model_dir) and state.error is None
+    assert state.notice.startswith(f"{app.DEFAULT_MODEL} could not be loaded")
+    assert services.workspace.recent_models() == []  # the stand-in is not remembered as the user's choice
 
 
 def test_auth_setting_becomes_a_gradio_auth_pair() -> None:

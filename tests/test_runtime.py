@@ -83,3 +83,28 @@ def test_chat_during_the_startup_load_says_it_is_still_loading(tiny_model_dir: P
     runtime._set(loading=str(tiny_model_dir))  # as load_in_background does before its thread starts
     with pytest.raises(GenerationError, match="still loading"):
         next(runtime.replies(HELLO, GREEDY))
+
+
+def test_a_model_that_cannot_load_falls_back_to_the_demo_and_says_why(tiny_model_dir: Path, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio.ui.widgets import header_markdown
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    runtime = ModelRuntime(ModelManager())
+    remembered: list = []
+    runtime.load_in_background(LoadParams(model="some-org/not-cached-model"), on_loaded=remembered.append,
+                               fallback=tiny_model_dir).join(60)
+    state = runtime.state
+    assert state.info is not None and state.info.name == str(tiny_model_dir) and state.error is None
+    assert "some-org/not-cached-model could not be loaded" in state.notice and "offline mode is on" in state.notice
+    assert "offline demo model" in header_markdown(state) and not remembered  # only the requested model is remembered
+    runtime.load(LoadParams(model=str(tiny_model_dir)))  # a load the user asks for clears the notice
+    assert runtime.state.notice is None
+    runtime.load_in_background(LoadParams(model=str(tiny_model_dir)), fallback=tiny_model_dir).join(60)
+    assert "not a useful assistant" in runtime.state.notice  # the demo itself, loaded on purpose, is labelled too
+
+
+def test_without_a_fallback_folder_the_failure_stays_an_error(tmp_path: Path) -> None:
+    runtime = ModelRuntime(ModelManager())
+    runtime.load_in_background(LoadParams(model=str(tmp_path / "missing")), fallback=tmp_path / "no-demo-here").join(60)
+    assert "does not exist" in runtime.state.error and runtime.state.info is None and runtime.state.notice is None

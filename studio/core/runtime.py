@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from studio.config import GenerationParams, LoadParams
+from studio.config import DEMO_NOTE, GenerationParams, LoadParams
 from studio.core import generation
 from studio.core.models import ModelInfo, ModelManager, Progress, device_memory
 from studio.errors import GenerationError, StudioError
@@ -25,6 +25,7 @@ class ModelState:
     info: ModelInfo | None = None  # what is loaded now (None = nothing)
     loading: str | None = None  # the model being loaded right now
     error: str | None = None  # why the last load failed
+    notice: str | None = None  # what the user should know about the loaded model (the offline demo stands in, say)
 
 
 @dataclass
@@ -55,7 +56,7 @@ class ModelRuntime:
     # Changing what is loaded ---------------------------------------------------------------
     def load(self, params: LoadParams, progress: Progress | None = None) -> ModelInfo:
         """ModelManager.load that keeps the snapshot current; raises what it raises."""
-        self._set(loading=params.model, error=None)
+        self._set(loading=params.model, error=None, notice=None)
         try:
             info = self.models.load(params, progress)
         except BaseException as err:
@@ -64,15 +65,30 @@ class ModelRuntime:
         self._set(loading=None, info=info)
         return info
 
-    def load_in_background(self, params: LoadParams, on_loaded: Callable[[ModelInfo], None] | None = None) -> threading.Thread:
-        """Start `load` in a daemon thread (the UI is up meanwhile); failures end up in `state.error`."""
-        self._set(loading=params.model, error=None)
+    def load_in_background(self, params: LoadParams, on_loaded: Callable[[ModelInfo], None] | None = None,
+                           fallback: Path | None = None) -> threading.Thread:
+        """Start `load` in a daemon thread (the UI is up meanwhile); failures end up in `state.error`.
+
+        When `params.model` cannot be loaded and `fallback` (a model folder) exists, the fallback is
+        loaded instead and `state.notice` says why; `on_loaded` is called for the requested model only.
+        """
+        self._set(loading=params.model, error=None, notice=None)
 
         def work() -> None:
-            with contextlib.suppress(StudioError):
+            try:
                 info = self.load(params)
-                if on_loaded:
-                    on_loaded(info)
+            except StudioError as err:
+                if fallback is None or not Path(fallback).is_dir():
+                    return
+                with contextlib.suppress(StudioError):
+                    self.load(replace(params, model=str(fallback), precision="auto"))
+                    self._set(error=None, notice=f"{params.model} could not be loaded ({err.message}), so the offline demo model "
+                                                 f"is loaded instead. {DEMO_NOTE} Load another model in the Models tab.")
+                return
+            if Path(params.model).resolve() == Path(fallback or "").resolve():
+                self._set(notice=DEMO_NOTE + " Load another model in the Models tab.")
+            if on_loaded:
+                on_loaded(info)
 
         thread = threading.Thread(target=work, name="studio-startup-load", daemon=True)
         thread.start()
@@ -80,7 +96,7 @@ class ModelRuntime:
 
     def unload(self) -> None:
         self.models.unload()
-        self._set(info=None, error=None)
+        self._set(info=None, error=None, notice=None)
 
     def attach_adapter(self, path: str | Path, name: str | None = None) -> ModelInfo:
         info = self.models.attach_adapter(path, name)

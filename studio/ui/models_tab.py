@@ -156,6 +156,8 @@ def status_markdown(state: ModelState, workspace: Workspace) -> str:
         parts.append(f"### Loading `{state.loading}`…\nThe rest of the studio stays usable meanwhile.")
     if state.error:
         parts.append(f"### The last load failed\n{state.error}")
+    if state.notice:
+        parts.append(f"> ⚠ {state.notice}")
     if state.info is not None:
         parts.append(_info_table(state.info))
     elif not state.loading:

@@ -135,8 +135,9 @@ def header_markdown(state: ModelState) -> str:
     info = state.info
     if info is not None:
         adapters = ", ".join(info.adapters) or "none"
-        return (f"**Model:** `{short_name(info.name)}` · {count(info.parameters)} params · {info.precision} on {info.device} · "
+        line = (f"**Model:** `{short_name(info.name)}` · {count(info.parameters)} params · {info.precision} on {info.device} · "
                 f"adapters: {adapters}")
+        return line + (f"  \n⚠ {state.notice}" if state.notice else "")
     if state.error:
         return "**No model loaded:** the last load failed (see the Models tab)."
     return "**No model loaded:** load one in the Models tab."
