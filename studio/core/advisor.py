@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from studio.config import check_choice
+from studio.config import check_choice, param_field
 
 if TYPE_CHECKING:
     from studio.core.evaluation.runner import EvaluationRun, Variant
@@ -48,12 +48,14 @@ LABELS = {"prompting": "Prompting", "rag": "RAG", "lora": "LoRA", "qlora": "QLoR
 class Answers:
     """The questionnaire. Every field is a choice; a bad value raises ConfigError naming the field."""
 
-    gap: str = "unsure"  # what the base model lacks: knowledge | behaviour | both | unsure
-    facts_change: str = "rarely"  # rarely | monthly | daily
-    dataset_size: str = "none"  # labelled examples of the desired behaviour: none | <100 | 100-1000 | >1000
-    citations: bool = False  # must answers point at their sources?
-    latency: str = "moderate"  # latency/cost limit: strict | moderate | none
-    hardware: str = "cpu"  # cpu | gpu-small (<12 GB) | gpu-large
+    gap: str = param_field("unsure", "What the base model lacks: knowledge (facts it does not know, or that change) or "
+                           "behaviour (format, tone, skill); both; or unsure.")
+    facts_change: str = param_field("rarely", "How often the facts it must know change: rarely, monthly or daily.")
+    dataset_size: str = param_field("none", "Labelled examples of the behaviour you want (input → ideal answer): "
+                                    "none, <100, 100-1000 or >1000.")
+    citations: bool = param_field(False, "Must answers point at their sources?")
+    latency: str = param_field("moderate", "Your limit on latency and cost per request: strict, moderate or none.")
+    hardware: str = param_field("cpu", "Where you would train: cpu, gpu-small (under 12 GB) or gpu-large.")
 
     def __post_init__(self) -> None:
         for name, kind in (("gap", Gap), ("facts_change", FactsChange), ("dataset_size", DatasetSize),
@@ -307,7 +309,7 @@ def memory_table(model: str, rank: int = 16, target_modules: str | list[str] = "
     """Full fine-tuning, LoRA and QLoRA on `model`'s real layer shapes (built on the meta device, no weights
     read): trainable parameters, memory by what holds it, and whether it fits `memory` (default: this
     machine's device_memory()). Compute precision follows `device` as training would (fp32 on CPU).
-    Raises ModelLoadError when the model cannot be resolved, ConfigError for a bad rank or batch size."""
+    Raises ModelLoadError when the model cannot be resolved, ConfigError for a bad rank, batch size or seq_len."""
     import torch
 
     from studio.core import hub
@@ -324,7 +326,7 @@ def memory_table(model: str, rank: int = 16, target_modules: str | list[str] = "
     rows = []
     for method in ("full", "lora", "qlora"):
         train = TrainParams(method=method, lora_r=rank, lora_alpha=2 * rank, target_modules=target_modules,
-                            per_device_batch_size=batch_size)
+                            per_device_batch_size=batch_size, max_length=seq_len)  # validates seq_len too
         counts = count_parameters(RunConfig(model=model, dataset="(estimate)", train=train), model_config)
         estimate = estimate_memory(counts.total, counts.trainable, method, "4bit" if method == "qlora" else compute,
                                    batch_size, seq_len, int(text.hidden_size), int(text.num_hidden_layers),
