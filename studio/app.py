@@ -6,6 +6,7 @@ import gradio as gr
 
 from studio.config import DEFAULT_MODEL, DEMO_MODEL, Settings
 from studio.services import Services
+from studio.ui.advisor_tab import build_advisor_tab
 from studio.ui.models_tab import build_models_tab
 from studio.ui.playground_tab import build_playground_tab
 from studio.ui.rag_tab import build_rag_tab
@@ -15,7 +16,7 @@ from studio.ui.training_views import TRAINING_CSS
 from studio.ui.widgets import HIDDEN, header_markdown
 
 TITLE = "LLM Adaptation Studio"
-TABS = (build_playground_tab, build_rag_tab, build_training_tab, build_models_tab)  # adding a tab = adding its builder here
+TABS = (build_playground_tab, build_rag_tab, build_training_tab, build_advisor_tab, build_models_tab)  # adding a tab = adding its builder here
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate")
 CSS = """
 #studio-header { align-items: baseline; }
