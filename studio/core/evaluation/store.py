@@ -42,19 +42,31 @@ def save_run(run: EvaluationRun, workspace: Any, overwrite: bool = False) -> Pat
     folder = evals_dir(workspace) / check_name(run.name, "Evaluation")
     if folder.exists() and not overwrite:
         raise StudioError(f"An evaluation named {run.name!r} already exists.", "choose another name or delete the old one.")
-    config = {"name": run.name, "model": run.model, "dataset": run.dataset, "created": run.created,
-              "batch_size": run.batch_size, "params": run.params.to_dict(), "variants": [v.to_dict() for v in run.variants],
-              "cancelled": run.cancelled, "elapsed_s": run.elapsed_s, "examples": len(run.results)}
-    results = [{"example": r.example.to_dict(),
-                "answers": {name: {"answer": a.answer, "prompt_tokens": a.prompt_tokens, "sources": a.sources,
-                                   "scores": a.scores.to_dict()} for name, a in r.answers.items()}}
-               for r in run.results]
+    config, results = _config(run), _results(run)
     write_atomic(folder / "config.json", json.dumps(config, indent=2, ensure_ascii=False))
     write_atomic(folder / "results.json", json.dumps(results, indent=1, ensure_ascii=False))
     write_atomic(folder / "aggregates.json", json.dumps(run.aggregates, indent=2))
     write_atomic(folder / "results.csv", results_csv(run))
     write_atomic(folder / "summary.csv", summary_csv(run))
     return folder
+
+
+def run_document(run: EvaluationRun) -> dict[str, Any]:
+    """The whole run as one JSON-ready dict (config fields, aggregates, per-example results): the studio's JSON export."""
+    return {**_config(run), "aggregates": run.aggregates, "results": _results(run)}
+
+
+def _config(run: EvaluationRun) -> dict[str, Any]:
+    return {"name": run.name, "model": run.model, "dataset": run.dataset, "created": run.created,
+            "batch_size": run.batch_size, "params": run.params.to_dict(), "variants": [v.to_dict() for v in run.variants],
+            "cancelled": run.cancelled, "elapsed_s": run.elapsed_s, "examples": len(run.results)}
+
+
+def _results(run: EvaluationRun) -> list[dict[str, Any]]:
+    return [{"example": r.example.to_dict(),
+             "answers": {name: {"answer": a.answer, "prompt_tokens": a.prompt_tokens, "sources": a.sources,
+                                "scores": a.scores.to_dict()} for name, a in r.answers.items()}}
+            for r in run.results]
 
 
 def load_run(folder: str | Path) -> EvaluationRun:
