@@ -53,6 +53,18 @@ def test_all_panes_stream_and_equal_their_single_answers(setup: tuple[ModelManag
     assert done[0].text != done[2].text  # the adapter really was applied to its rows
 
 
+def test_prompts_prefilled_in_chunks_give_the_same_answers(setup: tuple[ModelManager, RagService],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import studio.core.compare as compare
+
+    manager, rag = setup
+    _, whole = run(manager, rag, PANES, None, "How long is the warranty?")
+    monkeypatch.setattr(compare, "PREFILL_CHUNK", 3)  # every prompt is longer: prefilled 3 tokens at a time
+    _, chunked = run(manager, rag, PANES, None, "How long is the warranty?")
+    assert [chunked[i].text for i in range(4)] == [whole[i].text for i in range(4)]
+    assert all(whole[i].text for i in range(4))
+
+
 def test_the_base_is_shared_not_copied(setup: tuple[ModelManager, RagService]) -> None:
     manager, rag = setup
     with manager.use(None) as (model, _tok):
