@@ -179,11 +179,20 @@ def test_a_saved_run_reloads_drills_down_and_exports(loaded: tuple[Any, Any], fi
 
 
 def test_a_bad_file_is_refused_naming_its_lines(loaded: tuple[Any, Any], files: dict[str, Path]) -> None:
-    client, _ = loaded
+    import gradio as gr
+
+    from studio.ui.evaluate_tab import EvaluateHandlers
+
+    client, services = loaded
     path, summary = client.predict(str(files["bad"]), 0, api_name="/evaluate_check_data")
     assert "**Unusable file:**" in summary and "broken.jsonl" in summary and "line 2" in summary and "line 3" in summary
     with pytest.raises(AppError, match=r"broken\.jsonl has 2 unusable line\(s\): line 2.*line 3"):
         run_eval(client, files["bad"], ["base"])
+    # The refusal comes before the first output, so the results on the page (the previous run's) stay as they are.
+    attempt = EvaluateHandlers(services).evaluate(str(files["bad"]), ["base"], "", None, None, [], 0, 4, "", temperature=0.0,
+                                                  top_p=0.95, top_k=50, max_new_tokens=4, repetition_penalty=1.0, seed=0, stop="")
+    with pytest.raises(gr.Error, match="line 2"):
+        next(attempt)
     path, summary = client.predict(str(files["good"]), 2, api_name="/evaluate_check_data")
     assert summary.startswith("`held-out.jsonl`: **3 examples** · the first **2** will be evaluated")
     assert "2 with facts" in summary and "1 with a JSON schema" in summary and "0 multi-turn" in summary

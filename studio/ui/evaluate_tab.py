@@ -44,7 +44,7 @@ def build_evaluate_tab(services: Services) -> gr.Tab:
     with gr.Tab("Evaluate") as tab:
         gr.Markdown(INTRO)
         with gr.Row(equal_height=False):
-            with gr.Column(scale=3, min_width=360):
+            with gr.Column(scale=3, min_width=360, elem_id="eval-setup"):
                 data = _data_panel()
                 pick = _variants_panel()
                 job = _run_panel()
@@ -132,9 +132,10 @@ def _results_panel() -> dict[str, Any]:
     gr.Markdown("#### Example by example")
     example = gr.Dropdown([], value=None, label="Example", elem_id="eval-example", allow_custom_value=True)
     detail = gr.HTML(elem_id="eval-detail")
-    with gr.Row(equal_height=True):
+    with gr.Row(equal_height=False):
         export = gr.Button("Export CSV + JSON", size="sm", scale=1)
-        files = gr.File(label="Downloads", file_count="multiple", interactive=False, height=80, scale=3)
+        files = gr.File(label="Downloads (summary CSV, per-example CSV, JSON)", file_count="multiple", interactive=False,
+                        height=120, scale=3)
     return {"run": run, "verdict": verdict, "table": table, "plot": plot, "example": example, "detail": detail,
             "export": export, "files": files}
 

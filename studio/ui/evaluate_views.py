@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from studio.core.evaluation.metrics import MEAN_METRICS, fact_recall
+from studio.ui.widgets import short_name
 
 # metric -> (label, which way is better: "up", "down", or None for descriptive numbers with no winner)
 METRICS: dict[str, tuple[str, str | None]] = {
@@ -123,7 +124,7 @@ def verdict_markdown(run: Any) -> str:
         others = [v for k, v in values.items() if k != best[0]]
         runner_up = max(others) if direction == "up" else min(others)
         wins[best[0]].append(f"{label} {cell(values[best[0]])} vs {cell(runner_up)}")
-    lines = [f"**{run.name}** · `{run.model}` · {plural(n, 'example')} · {plural(len(names), 'variant')}"
+    lines = [f"**{run.name}** · `{short_name(run.model)}` · {plural(n, 'example')} · {plural(len(names), 'variant')}"
              + (" · **cancelled** (partial)" if run.cancelled else "")]
     ranked = sorted((w for w in wins.items() if w[1]), key=lambda w: -len(w[1]))
     if len(names) > 1:
@@ -160,9 +161,10 @@ def metrics_figure(run: Any) -> Any:
                             "line": {"width": [3 if n in best else 0 for n in shown], "color": "#111827"}},
                     showlegend=False, hovertemplate="%{x}: %{y:.3f}<extra>" + METRICS[metric][0] + "</extra>",
                     row=i // cols + 1, col=i % cols + 1)
-    fig.update_layout(height=230 * rows + 40, margin={"l": 30, "r": 10, "t": 40, "b": 30}, bargap=0.25,
+    fig.update_layout(height=230 * rows + 60, margin={"l": 30, "r": 10, "t": 60, "b": 30}, bargap=0.25,
                       uniformtext={"minsize": 9, "mode": "hide"})
     fig.update_xaxes(tickfont={"size": 10})
+    fig.update_yaxes(rangemode="tozero")
     return fig
 
 
@@ -184,7 +186,7 @@ def example_choices(run: Any) -> list[tuple[str, int]]:
 
 
 def _badge(variant: Any) -> str:
-    parts = [f"adapter {variant.adapter}" if variant.adapter else "base"]
+    parts = [f"adapter {variant.adapter}" if variant.adapter else "no adapter"]
     if variant.prompt is not None:
         parts.append(f"prompt: {variant.prompt.technique}")
     if variant.knowledge_base:
