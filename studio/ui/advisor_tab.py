@@ -12,7 +12,7 @@ from studio.config import field_help
 from studio.core.advisor import LABELS, Answers, Recommendation
 from studio.core.training.params import TrainParams
 from studio.errors import StudioError
-from studio.ui.widgets import HIDDEN, count, size, slider, user_errors
+from studio.ui.widgets import HIDDEN, count, short_name, size, slider, user_errors
 
 if TYPE_CHECKING:
     from studio.services import Services
@@ -55,9 +55,12 @@ def build_advisor_tab(services: Services) -> gr.Tab:
         calc = _calculator(on.default_model)
 
     recommend.click(on.recommend, None, [ladder, advice], inputs_kwargs=answers, api_name="recommend")
+    # One at a time: both build the model on the meta device, and two threads importing transformers for the
+    # first time at once can fail ("cannot import name 'AutoConfig'"), as typing a model then pressing Calculate did.
+    shapes = {"concurrency_id": "advisor-shapes", "concurrency_limit": 1}
     calc["run"].click(on.memory, [calc["model"], calc["rank"], calc["targets"], calc["batch_size"], calc["seq_len"]],
-                      [calc["table"], calc["verdicts"], calc["plot"]], api_name="memory")
-    calc["model"].change(on.modules, calc["model"], calc["targets"], show_progress="hidden", **HIDDEN)
+                      [calc["table"], calc["verdicts"], calc["plot"]], api_name="memory", **shapes)
+    calc["model"].change(on.modules, calc["model"], calc["targets"], show_progress="hidden", **shapes, **HIDDEN)
     tab.select(on.show, calc["model"], calc["model"], show_progress="hidden", **HIDDEN)
     return tab
 
@@ -79,22 +82,22 @@ def _calculator(default_model: Any) -> dict[str, Any]:
     gr.Markdown("### 2. What fine-tuning costs in memory\nFull fine-tuning, LoRA and QLoRA on the model's real layer "
                 "shapes (read from its config; no weights are loaded), compared with this machine's free memory.")
     with gr.Row(equal_height=False):
-        with gr.Column(scale=2, min_width=340):
-            model = gr.Dropdown([], value=default_model, allow_custom_value=True, label="Model",
-                                info="Hub id or local model folder (defaults to the loaded model). Offline, a hub id must "
-                                     "already be in the Hugging Face cache.")
-            targets = gr.Dropdown(["all-linear"], value=["all-linear"], multiselect=True, allow_custom_value=True,
-                                  label="Target modules", info=field_help(TrainParams, "target_modules"))
-            rank = slider(TrainParams, "lora_r", "LoRA rank r", maximum=256)
-            batch_size = slider(TrainParams, "per_device_batch_size", "Batch size", maximum=64)
-            seq_len = gr.Number(1024, label="Sequence length (tokens)", minimum=16, maximum=131072, step=16, precision=0,
-                                info="Tokens per example (padded batch length); activations grow with batch × length.")
-            run = gr.Button("Calculate memory", variant="primary")
-        with gr.Column(scale=3, min_width=420):
-            table = gr.Dataframe(headers=MEMORY_HEADERS, value=[], interactive=False, label="Training memory by method",
-                                 elem_id="advisor-memory")
-            verdicts = gr.Markdown(elem_id="advisor-verdicts")
-            plot = gr.Plot(label="Memory by what holds it")
+        model = gr.Dropdown([], value=default_model, allow_custom_value=True, label="Model", scale=3,
+                            info="Hub id or local model folder (defaults to the loaded model). Offline, a hub id must "
+                                 "already be in the Hugging Face cache.")
+        targets = gr.Dropdown(["all-linear"], value=["all-linear"], multiselect=True, allow_custom_value=True, scale=2,
+                              label="Target modules", info=field_help(TrainParams, "target_modules"))
+    with gr.Row(equal_height=False):
+        rank = slider(TrainParams, "lora_r", "LoRA rank r", maximum=256)
+        batch_size = slider(TrainParams, "per_device_batch_size", "Batch size", maximum=64)
+        seq_len = gr.Number(1024, label="Sequence length (tokens)", minimum=16, maximum=131072, step=16, precision=0,
+                            info="Tokens per example (padded batch length); activations grow with batch × length.")
+    run = gr.Button("Calculate memory", variant="primary")
+    table = gr.Dataframe(headers=MEMORY_HEADERS, value=[], interactive=False, label="Training memory by method",
+                         elem_id="advisor-memory")
+    with gr.Row(equal_height=False):
+        verdicts = gr.Markdown(elem_id="advisor-verdicts")
+        plot = gr.Plot(label="Memory by what holds it", elem_id="advisor-plot")
     return {"model": model, "targets": targets, "rank": rank, "batch_size": batch_size, "seq_len": seq_len, "run": run,
             "table": table, "verdicts": verdicts, "plot": plot}
 
@@ -217,8 +220,8 @@ def memory_rows(rows: list[Any]) -> list[list[str]]:
 
 def verdicts_markdown(rows: list[Any], model: str) -> str:
     total = rows[0].params.total if rows else 0
-    lines = [f"`{model}`: {count(total)} parameters. AdamW keeps 16 bytes per trained parameter (weight, gradient, "
-             "two moments); compute is fp32 on CPU, 16-bit on a GPU.", ""]
+    lines = [f"`{short_name(model)}`: {count(total)} parameters. AdamW keeps 16 bytes per trained parameter "
+             "(weight, gradient, two moments); compute is fp32 on CPU, 16-bit on a GPU.", ""]
     lines += [f"- **{LABELS[r.method]}**: {'✔' if r.fits else '✘'} {r.verdict}" for r in rows]
     return "\n".join(lines)
 
@@ -231,6 +234,6 @@ def memory_figure(rows: list[Any]) -> Any:
     methods = [LABELS[r.method] for r in rows]
     for part, colour in PARTS:
         fig.add_bar(name=part, x=methods, y=[getattr(r.memory, part) / 2**30 for r in rows], marker_color=colour)
-    fig.update_layout(barmode="stack", height=300, yaxis_title="GiB", margin={"l": 50, "r": 10, "t": 30, "b": 40},
-                      legend={"orientation": "h", "y": 1.12})
+    fig.update_layout(barmode="stack", height=320, yaxis_title="GiB", margin={"l": 50, "r": 10, "t": 40, "b": 40},
+                      legend={"orientation": "h", "x": 0.5, "xanchor": "center", "y": -0.12})  # clear of the plot's label
     return fig
