@@ -104,3 +104,11 @@ def test_a_missing_model_folder_or_uncached_hub_id_says_so(studio: tuple[Any, An
         client.predict("", 16, ["all-linear"], 4, 1024, api_name="/memory")
     with pytest.raises(AppError, match="Value 4 is less than minimum value 16"):  # the number box's range
         client.predict(str(tiny_model_dir), 16, ["all-linear"], 4, 4, api_name="/memory")
+
+
+def test_the_hardware_answer_is_preset_from_the_detected_device() -> None:
+    from studio.ui.advisor_tab import detected_hardware
+
+    assert detected_hardware({"system_available": 2**34}) == "cpu"
+    assert detected_hardware({"system_available": 2**34, "cuda_total": 8 * 2**30, "cuda_reserved": 0}) == "gpu-small"
+    assert detected_hardware({"system_available": 2**34, "cuda_total": 80 * 2**30, "cuda_reserved": 0}) == "gpu-large"
