@@ -66,9 +66,9 @@ def loaded(studio: tuple[Any, Any], tiny_model_dir: Path, adapter_dirs: tuple[Pa
 
 def run_eval(client: Any, path: Path | str, variants: list[str], name: str = "", kb: str | None = "support",
              adapter: str | None = "style-a", extras: list[str] | None = None, limit: int = 0, batch_size: int = 4,
-             **gen: Any) -> tuple[list[tuple], tuple]:
+             preset: str = "", **gen: Any) -> tuple[list[tuple], tuple]:
     """Every streamed output of one /evaluate call and the last one; raises AppError when the handler raised gr.Error."""
-    job = client.submit(str(path), variants, "", kb, adapter, extras or [], limit, batch_size, name,
+    job = client.submit(str(path), variants, preset, kb, adapter, extras or [], limit, batch_size, name,
                         **{**GREEDY, **gen}, api_name="/evaluate")
     outputs = list(job)
     result = job.result()
@@ -203,6 +203,7 @@ def test_a_bad_file_is_refused_naming_its_lines(loaded: tuple[Any, Any], files: 
     (["base", "tuned"], {"adapter": None}, "Tuned \\(adapter\\) needs a tuned adapter"),
     (["rag", "tuned+rag"], {"kb": None}, "Base \\+ RAG and Tuned \\+ RAG need a knowledge base"),
     (["base"], {"name": "ui/run"}, "is not usable"),
+    (["prompt"], {"preset": "gone"}, "No preset named 'gone'"),
     (["tuned"], {"adapter": "never-attached"}, "uses adapter 'never-attached', which is not attached"),
 ])
 def test_user_errors_say_what_to_fix(loaded: tuple[Any, Any], files: dict[str, Path], variants: list[str],
@@ -264,3 +265,15 @@ def test_the_forgetting_probe_flags_a_regression(loaded: tuple[Any, Any], tiny_m
     assert f"Facts lost on" in status and first.question in status
     rows = {row[0]: row for row in table["data"]}
     assert rows["fact_recall"][-1] == "REGRESSION" and float(rows["fact_recall"][1]) > float(rows["fact_recall"][2])
+
+
+def test_the_prompt_variant_uses_the_picked_playground_preset(loaded: tuple[Any, Any], files: dict[str, Path]) -> None:
+    from studio.core.evaluation import store
+    from studio.ui.evaluate_tab import EvaluateHandlers
+
+    client, services = loaded
+    services.workspace.save_preset("terse", {"prompt": {"technique": "Free chat", "system": "Answer in five words."}})
+    assert EvaluateHandlers(services).show("", None, None, [], None, None)[0]["choices"][1:] == ["terse"]
+    run_eval(client, files["good"], ["base", "prompt"], name="with-preset", limit=1, preset="terse")
+    saved = store.load_run(services.workspace.evals_dir / "with-preset")
+    assert saved.variants[0].prompt is None and saved.variants[1].prompt.system == "Answer in five words."

@@ -93,7 +93,7 @@ def _variants_panel() -> dict[str, Any]:
     variants = gr.CheckboxGroup([(label, key) for key, label in VARIANT_LABELS.items()], value=DEFAULT_VARIANTS,
                                 label="Compare", elem_id="eval-variants",
                                 info="Each answers every example; Base is the baseline the others must beat.")
-    preset = gr.Dropdown([DEFAULT_PRESET], value="", label="Prompt preset (Base + prompt)",
+    preset = gr.Dropdown([DEFAULT_PRESET], value="", label="Prompt preset (Base + prompt)", allow_custom_value=True,
                          info="A preset saved in the Playground: its system prompt and technique dress each question.")
     kb = gr.Dropdown([], value=None, label="Knowledge base (RAG variants)", allow_custom_value=True,
                      info="Each question is searched in it and answered from the retrieved chunks.")
@@ -117,6 +117,8 @@ def _run_panel() -> dict[str, Any]:
     with gr.Row():
         start = gr.Button("Run evaluation", variant="primary")
         cancel = gr.Button("Cancel", variant="stop")
+    gr.Markdown("The model answers one request at a time: chats in other tabs wait until the run ends or is cancelled.",
+                elem_classes="eval-muted")
     status = gr.Markdown(elem_id="eval-progress")
     return {"limit": limit, "batch_size": batch_size, "name": name, "gen": gen, "start": start, "cancel": cancel,
             "status": status}
