@@ -262,7 +262,7 @@ def test_the_forgetting_probe_flags_a_regression(loaded: tuple[Any, Any], tiny_m
         client.predict("", 0.1, 8, api_name="/evaluate_probe")
     status, table = client.predict("style-a", 0.01, 8, temperature=0.0, max_new_tokens=48, api_name="/evaluate_probe")
     assert status.startswith("**Regression:** `style-a` scores lower than the base on fact_recall")
-    assert f"Facts lost on" in status and first.question in status
+    assert "Facts lost on" in status and first.question in status
     rows = {row[0]: row for row in table["data"]}
     assert rows["fact_recall"][-1] == "REGRESSION" and float(rows["fact_recall"][1]) > float(rows["fact_recall"][2])
 
