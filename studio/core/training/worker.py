@@ -201,12 +201,13 @@ def _resume_point(run: RunDir) -> Path:
 # Fit and save -----------------------------------------------------------------------------------------------
 def fit(run: RunDir, config: RunConfig, checkpoint: Path | None) -> tuple[str, dict[str, Any]]:
     """Train and save; ("finished" | "stopped", final metrics). Raises on any failure (the caller records it)."""
-    from transformers import Trainer, set_seed
+    from transformers import set_seed
 
     from studio.core import hub
     from studio.core.training.callbacks import ListDataset, PaddingCollator, RunCallback, SampleCallback
     from studio.core.training.setup import device_setup, load_model, prepare_data, training_arguments, wrap_model
 
+    BucketingTrainer = _bucketing_trainer()  # noqa: N806  (a class, built here so importing the worker stays light)
     set_seed(config.train.seed)
     source = hub.resolve(config.model, trust_remote_code=config.trust_remote_code)
     tokenizer = hub.load_tokenizer(source, trust_remote_code=config.trust_remote_code)
@@ -217,7 +218,7 @@ def fit(run: RunDir, config: RunConfig, checkpoint: Path | None) -> tuple[str, d
     callback = RunCallback(run)
     samples = SampleCallback(run, tokenizer, data.samples, config.train.sample_max_new_tokens)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    trainer = Trainer(model=model, args=training_arguments(run, config, device, bf16, bool(data.validation)),
+    trainer = BucketingTrainer(model=model, args=training_arguments(run, config, device, bf16, bool(data.validation)),
                       data_collator=PaddingCollator(pad_id, multiple_of=8 if device == "cuda" else 1),
                       train_dataset=ListDataset(data.train), eval_dataset=ListDataset(data.validation) or None,
                       processing_class=tokenizer, callbacks=[callback, samples])
@@ -230,6 +231,24 @@ def fit(run: RunDir, config: RunConfig, checkpoint: Path | None) -> tuple[str, d
         return state, {}
     run.stop_file.unlink(missing_ok=True)  # the request is honoured; a later --resume must not stop at once
     return state, save(run, config, trainer, tokenizer, data, state)
+
+
+def _bucketing_trainer() -> type:
+    from transformers import Trainer
+
+    from studio.core.training.sampler import LengthBucketSampler
+
+    class BucketingTrainer(Trainer):
+        """Trainer whose "group_by_length" batches come from LengthBucketSampler (less padding than transformers')."""
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            dataset = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy != "group_by_length" or not hasattr(dataset, "rows"):
+                return super()._get_train_sampler(train_dataset)
+            lengths = [len(row["input_ids"]) for row in dataset.rows]
+            return LengthBucketSampler(lengths, self.args.train_batch_size, seed=self.args.data_seed or self.args.seed)
+
+    return BucketingTrainer
 
 
 def is_main_process() -> bool:
