@@ -25,6 +25,7 @@ class Services:
     training: TrainingService = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        _import_transformers()
         self.runtime = ModelRuntime(self.models)
         self.rag = RagService(self.workspace, self.models, self.settings.chroma_url or None)
         self.training = TrainingService(self.workspace)
@@ -32,3 +33,9 @@ class Services:
     @classmethod
     def build(cls, settings: Settings) -> Services:
         return cls(settings=settings, workspace=Workspace(settings.workspace), models=ModelManager())
+
+
+def _import_transformers() -> None:
+    """Resolve transformers' lazy names once, here: two handler threads importing one for the first time at
+    once failed with "cannot import name 'AutoConfig' from 'transformers'" (a model typed, then Calculate)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
