@@ -1,6 +1,6 @@
 """Peak memory of a 4-pane compare against one answer from the base alone, on the same model.
 
-    python bench/compare_memory.py [--hidden 512] [--layers 8] [--tokens 64] [--device auto] [--target 1.15]
+    python bench/compare_memory.py [--shape qwen2.5-1.5b|qwen2.5-0.5b|tiny] [--tokens 64] [--device auto] [--target 1.15]
 
 Builds a random-init Llama (no download), a random LoRA adapter for it and a knowledge base of a
 few documents, then measures, each in its own fresh Python process:
@@ -16,6 +16,16 @@ child inherits from the parent it was forked from) and, on a GPU, torch.cuda.max
 Prints every peak and the ratios; exits 1 when compare/base is above --target. A second copy of the
 base would add its weights (printed) to the compare's peak. On CPU the retrieval stack (embedder,
 Chroma, sentence-transformers) is most of the gap between compare and base: see base+rag.
+
+Shapes (random-initialised, no download; `--shape`):
+  qwen2.5-1.5b  (default) Qwen2.5-1.5B-Instruct's layer shapes: hidden 1536, 28 layers, 12 heads / 2 KV heads,
+                MLP 8960, vocabulary 151,936, tied embeddings: 1.54 B parameters, 5.9 GiB in fp32.
+  qwen2.5-0.5b  Qwen2.5-0.5B-Instruct's: hidden 896, 24 layers, 14 / 2 heads, MLP 4864: 494 M parameters, 1.9 GiB.
+  tiny          hidden 512, 8 layers, vocabulary ~1000: 82 MiB, where fixed costs are everything.
+What a compare adds is mostly fixed, whatever the model: the retrieval stack (sentence-transformers,
+which imports scikit-learn, SciPy and pandas; the MiniLM embedder; Chroma) ~310 MiB, peft ~55 MiB, then
+the adapter and a 4-row batch. A second copy of the base would add its whole weights. Measured on the
+2-core CPU machine: 1.5B 1.12, 0.5B 1.17, tiny 1.81 (compare/base); compare/base+rag 1.07 / 1.03 / 1.09.
 """
 
 from __future__ import annotations
@@ -33,6 +43,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 CASES = ("base", "base+rag", "compare", "compare-norag")
+SHAPES = {  # LlamaConfig fields; vocab_size None = the trained tokenizer's size
+    "qwen2.5-0.5b": {"hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+                     "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True},
+    "qwen2.5-1.5b": {"hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28, "num_attention_heads": 12,
+                     "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True},
+    "tiny": {"hidden_size": 512, "intermediate_size": 1024, "num_hidden_layers": 8, "num_attention_heads": 8,
+             "num_key_value_heads": 8, "vocab_size": None, "tie_word_embeddings": False},
+}
 MESSAGE = "How long does the warranty cover repairs, and what is not covered?"
 WORDS = ("battery router firmware warranty cable restart update charge solar grid app light fan error code "
          "home support install reset screen signal power mode night export tariff repairs covered years").split()
@@ -46,8 +64,7 @@ DOCS = {
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--hidden", type=int, default=512)
-    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--shape", default="qwen2.5-1.5b", choices=tuple(SHAPES))
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per answer (min = max, so all do the same work)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--target", type=float, default=1.15, help="maximum compare/base peak ratio")
@@ -57,17 +74,35 @@ def parse_args() -> argparse.Namespace:
 
 
 # Parent: build everything once, then measure each case in a fresh process -------------------------------
-def prepare(root: Path, hidden: int, layers: int) -> None:
+def build_model(path: Path, shape: dict) -> Path:
+    """A random-init Llama of `shape` with a BPE tokenizer trained on the benchmark's words (ids beyond it go unused)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from studio.core.tiny_model import train_tokenizer
+
+    texts = [" ".join(random.Random(s).choice(WORDS) for _ in range(300)) for s in range(50)] + list(DOCS.values())
+    tokenizer = train_tokenizer(texts, vocab_size=1000)
+    torch.manual_seed(0)
+    config = LlamaConfig(**{**shape, "vocab_size": shape["vocab_size"] or len(tokenizer)}, max_position_embeddings=4096,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def prepare(root: Path, shape: dict) -> None:
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     from studio.core.rag.service import RagService
-    from studio.core.tiny_model import build_tiny_model
     from studio.storage.workspace import Workspace
 
-    texts = [" ".join(random.Random(s).choice(WORDS) for _ in range(300)) for s in range(50)] + list(DOCS.values())
-    model_dir = build_tiny_model(root / "model", hidden_size=hidden, layers=layers, heads=8, vocab_size=1000, texts=texts)
+    model_dir = build_model(root / "model", shape)
     torch.manual_seed(1)
     peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(model_dir),
                                 LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", init_lora_weights=False))
@@ -171,10 +206,11 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        prepare(root, args.hidden, args.layers)
+        prepare(root, SHAPES[args.shape])
         results = {case: measure(root, case, args) for case in CASES}
     mib = 2**20
-    print(f"model: hidden {args.hidden}, {args.layers} layers, weights {results['base']['weights'] / mib:,.0f} MiB "
+    shape = SHAPES[args.shape]
+    print(f"model: {args.shape} shape (hidden {shape['hidden_size']}, {shape['num_hidden_layers']} layers), weights {results['base']['weights'] / mib:,.0f} MiB "
           f"on {results['base']['device']}; {args.tokens} new tokens per answer")
     print(f"{'case':<14} {'RSS peak':>10} {'CUDA max':>10} {'answers':>8} {'seconds':>8}")
     for case, r in results.items():
