@@ -3,6 +3,7 @@
     studio [--host H] [--port P] [--model M] [--precision P] [--workspace DIR] [--share --auth U:P]
     studio chat --model M [--adapter DIR] [--system S] [sampling flags] "prompt"
     studio rag ingest|query|eval|list|docs|delete ...   (see studio/cli_rag.py)
+    studio demo-model build [--out DIR] [--seed S] [--steps N] [--minutes M]   (the offline demo model)
 """
 
 from __future__ import annotations
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     from studio.cli_eval import add_eval_parser
 
     add_eval_parser(sub)
+    from studio.core.demo_model.command import add_demo_model_parser
+
+    add_demo_model_parser(sub)
     return parser
 
 
@@ -175,6 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from studio.cli_eval import run_eval
 
             return run_eval(args, settings)
+        if args.command == "demo-model":
+            from studio.core.demo_model.command import run_demo_model
+
+            return run_demo_model(args)
         if args.command == "adapters":
             from studio.cli_adapters import run_adapters
 

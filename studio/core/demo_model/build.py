@@ -1,0 +1,133 @@
+"""Build the offline `studio-demo` model: tokenizer → random-init Llama → pre-train on synthetic chats → save.
+
+`build()` writes a Hugging Face folder that AutoTokenizer/AutoModelForCausalLM load: weights
+(safetensors), config, generation_config (EOS and pad), the tokenizer with its chat template, a
+`build.json` with every parameter and the measured time, and a README saying what the model is.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import random
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.core.demo_model import corpus
+from studio.core.demo_model.readme import readme
+from studio.core.demo_model.train import DemoParams, StepLog, fit
+
+DEFAULT_OUT = Path(__file__).resolve().parents[3] / "assets" / "models" / "studio-demo"
+BUILD_FILE = "build.json"
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    parameters: int
+    steps_done: int
+    seconds: float
+    weights_mb: float
+    stopped_early: bool  # --minutes ran out before the last step
+
+
+def make_tokenizer(params: DemoParams) -> Any:
+    from studio.core.rag.answer import INSTRUCTION, NO_CONTEXT_INSTRUCTION
+    from studio.core.tiny_model import train_tokenizer
+
+    texts = [*corpus.tokenizer_texts(params.seed), *[INSTRUCTION, NO_CONTEXT_INSTRUCTION] * 50]
+    return train_tokenizer(texts, vocab_size=params.vocab_size)
+
+
+def make_model(tokenizer: Any, params: DemoParams) -> Any:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(params.seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=params.hidden_size, intermediate_size=params.intermediate_size,
+                         num_hidden_layers=params.layers, num_attention_heads=params.heads, num_key_value_heads=params.heads,
+                         max_position_embeddings=2048, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=None, tie_word_embeddings=False, initializer_range=0.02)
+    return LlamaForCausalLM(config)
+
+
+def build(out: str | Path = DEFAULT_OUT, params: DemoParams | None = None, log: Callable[[str], None] = print,
+          cancel: threading.Event | None = None, command: str = "") -> BuildResult | None:
+    """Build the demo model into `out` (replacing its weights and tokenizer) and return what was made.
+
+    The folder is written next to `out` and swapped in only when complete. When `cancel` is set
+    (Ctrl-C) nothing is written and None is returned; when `params.minutes` runs out, the model trained
+    so far is saved and its README says how many steps it had.
+    """
+    import torch
+
+    params = params or DemoParams()
+    torch.set_num_threads(params.threads)
+    random.seed(params.seed)
+    started = time.perf_counter()
+    tokenizer = make_tokenizer(params)
+    model = make_model(tokenizer, params)
+    count = sum(p.numel() for p in model.parameters())
+    log(f"tokenizer: {len(tokenizer)} tokens; model: {count / 1e6:.2f}M parameters; {params.steps} steps of "
+        f"{params.chats_per_step} chats")
+    chats = corpus.chats(params.seed + 1, tokenizer, params.steps * params.chats_per_step)
+    every = max(1, params.steps // 50)
+
+    def on_step(entry: StepLog) -> None:
+        if entry.step % every == 0 or entry.step == entry.steps:
+            log(entry.line())
+
+    done = fit(model, tokenizer, chats, params, on_step, cancel)
+    if cancel is not None and cancel.is_set():
+        return None
+    seconds = time.perf_counter() - started
+    staging = Path(out).with_name(f".{Path(out).name}.building")
+    shutil.rmtree(staging, ignore_errors=True)
+    save(model, tokenizer, staging)
+    weights = sum(f.stat().st_size for f in staging.glob("*.safetensors")) / 1e6
+    record = {"params": params.to_dict(), "parameters": count, "steps_done": done, "seconds": round(seconds, 1),
+              "weights_mb": round(weights, 2), "machine": f"{platform.machine()}, torch threads {params.threads}",
+              "built": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+              "command": command or f"studio demo-model build --seed {params.seed} --steps {params.steps}"}
+    (staging / BUILD_FILE).write_text(json.dumps(record, indent=2) + "\n")
+    write_readme(staging)
+    path = _replace(staging, Path(out))
+    log(f"saved to {path} ({weights:.1f} MB of weights, {seconds / 60:.1f} min)")
+    return BuildResult(path, count, done, seconds, weights, stopped_early=done < params.steps)
+
+
+def _replace(staging: Path, out: Path) -> Path:
+    """Swap the finished folder in for `out` (an old model and its scorecard go: they described other weights)."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        out.rename(old)
+        shutil.rmtree(old)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging.rename(out)
+    return out
+
+
+def save(model: Any, tokenizer: Any, out: str | Path) -> Path:
+    """Save weights, config, generation config and tokenizer; the weights stay float32 (the model is small)."""
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = None
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def write_readme(path: Path) -> None:
+    """(Re)write README.md from build.json and, when present, scorecard.json."""
+    record = json.loads((path / BUILD_FILE).read_text())
+    card = path / "scorecard.json"
+    scores = json.loads(card.read_text()) if card.is_file() else None
+    (path / "README.md").write_text(readme(record, scores))

@@ -1,0 +1,76 @@
+"""`studio demo-model build`: rebuild the offline demo model from nothing but this repository.
+
+    studio demo-model build [--out assets/models/studio-demo] [--seed S] [--steps N] [--minutes M]
+
+Progress (step, loss, learning rate, speed, ETA) goes to stderr. The first Ctrl-C stops training and
+leaves the existing model folder untouched (exit 130); a second one aborts at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from studio.errors import StudioError
+
+
+def add_demo_model_parser(sub: Any) -> None:
+    from studio.core.demo_model.build import DEFAULT_OUT
+    from studio.core.demo_model.train import DemoParams
+
+    defaults = DemoParams()
+    text = "Build the tiny offline studio-demo model (synthetic data, CPU, no downloads)."
+    parser = sub.add_parser("demo-model", help=text, description=text)
+    actions = parser.add_subparsers(dest="demo_command", metavar="ACTION", required=True)
+    build = actions.add_parser("build", help=text, description=text)
+    build.add_argument("--out", default=str(DEFAULT_OUT), help=f"Model folder to write (default {DEFAULT_OUT}).")
+    build.add_argument("--seed", type=int, default=defaults.seed, help=f"Seed (default {defaults.seed}).")
+    build.add_argument("--steps", type=int, default=defaults.steps, help=f"Training steps (default {defaults.steps}).")
+    build.add_argument("--minutes", type=float, help="Stop training after this many minutes and save what was learned "
+                                                     "(the result then depends on the machine's speed).")
+    build.add_argument("--threads", type=int, default=defaults.threads, help=f"CPU threads (default {defaults.threads}).")
+    build.add_argument("--small", action="store_true", help="A 2-layer, 64-wide model with a 1,000-token vocabulary "
+                                                            "(seconds; for tests, not for use).")
+
+
+def params_from_args(args: argparse.Namespace) -> Any:
+    from studio.core.demo_model.train import DemoParams
+
+    for name in ("steps", "threads"):
+        if getattr(args, name) < 1:
+            raise StudioError(f"--{name} should be at least 1, got {getattr(args, name)}.", f"give a positive --{name}.")
+    if args.minutes is not None and args.minutes <= 0:
+        raise StudioError(f"--minutes should be above 0, got {args.minutes}.", "give a positive number of minutes, or drop it.")
+    small = {"vocab_size": 1000, "hidden_size": 64, "layers": 2, "heads": 4, "intermediate_size": 128,
+             "chats_per_step": 4, "warmup_steps": 1} if args.small else {}
+    return DemoParams(seed=args.seed, steps=args.steps, minutes=args.minutes, threads=args.threads, **small)
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that rebuilds this model, for its README (the output folder is where it is read)."""
+    parts = ["studio demo-model build", f"--seed {args.seed}", f"--steps {args.steps}", f"--threads {args.threads}"]
+    if args.minutes is not None:
+        parts.append(f"--minutes {args.minutes:g}")
+    if args.small:
+        parts.append("--small")
+    return " ".join(parts)
+
+
+def run_demo_model(args: argparse.Namespace) -> int:
+    from studio.cli_rag import cancel_on_interrupt
+    from studio.core.demo_model.build import build
+
+    params = params_from_args(args)
+    try:
+        with cancel_on_interrupt() as cancel:
+            result = build(args.out, params, log=lambda line: print(line, file=sys.stderr, flush=True), cancel=cancel,
+                           command=command_line(args))
+    except KeyboardInterrupt:
+        print("\n[cancelled] nothing was written", file=sys.stderr)
+        return 130
+    if result is None:
+        print(f"[cancelled] {args.out} was left as it was", file=sys.stderr)
+        return 130
+    print(result.path)
+    return 0

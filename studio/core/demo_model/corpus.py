@@ -1,0 +1,271 @@
+"""The demo model's synthetic training chats, generated from templates with a seeded RNG.
+
+Four kinds of chat, all about invented products (see `lexicon`):
+- grounded: the studio's own RAG prompt (`rag.answer.build_prompt`, default AnswerParams) over 1-5
+  invented help-centre passages; the reply quotes passage [1] word for word and cites it. The model
+  thereby learns to copy, not to know: any fact it states later must come from retrieved context.
+- grounded JSON: the same, but the question asks for a JSON object with keys named in the question
+  (never the studio's house keys answer/steps/escalate), and the quote goes into the first key.
+- support talk: a question with no context gets a short, generic reply (often "I don't know the
+  details"), with or without an unrelated system prompt.
+- plain JSON: a question asking for JSON with named keys, answered generically.
+Replies are short and end with the chat template's end token, so the model learns to stop.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from studio.core.demo_model.lexicon import (BENEFITS, BUTTONS, COLOURS, DAYS, FEATURES, ISSUES, LIGHT_VERBS, PARTS,
+                                            PLANS, PRODUCTS, STATES, Lexicon)
+
+Message = dict[str, str]
+EVAL_FILE = Path(__file__).resolve().parents[3] / "sample_data" / "eval.jsonl"
+HOUSE_KEYS = ("answer", "steps", "escalate")
+TEXT_KEYS = ("reply", "response", "text", "message", "summary", "result", "note", "quote")
+LIST_KEYS = ("todo", "actions", "tasks", "items", "instructions", "checklist", "next")
+FLAG_KEYS = ("urgent", "handoff", "needs_human", "priority", "flag", "callback")
+SYSTEM_PROMPTS = ("You are a helpful assistant.", "You are a friendly support agent. Keep answers short.",
+                  "You help customers with their home appliances.", "Be polite and concise.",
+                  "You are an assistant for a small online shop.", "Answer in plain English.",
+                  "You are a customer service bot for a household products company. Be warm and clear.")
+# Most prompts are short (cheap to train on); some have the 5 passages retrieval gives by default.
+PASSAGE_COUNTS = (1, 1, 2, 2, 3, 4, 5, 5)
+GENERIC_STEPS = ("Check the manual.", "Restart the device.", "Write down any code on the display.",
+                 "Contact the maker's support team.", "Unplug it and wait a minute.", "Check the power supply.",
+                 "Update the app.", "Keep the receipt.")
+
+
+@dataclass
+class Passage:
+    text: str
+    question: str
+    source: str
+    heading: tuple[str, ...]
+    page: int | None
+
+
+def _product(lex: Lexicon) -> dict[str, str]:
+    brand, kind = lex.brand(), lex.pick(PRODUCTS)
+    return {"brand": brand, "type": kind, "P": f"{brand} {lex.code()} {kind}", "app": f"{brand} {lex.pick(('Connect', 'Go', 'Home', 'Link'))}"}
+
+
+# (sentence, question) pairs; {slots} are filled from the product and the lexicon.
+FACTS: tuple[tuple[str, str], ...] = (
+    ("The {P} must be descaled every {dur}.", "How often should I descale my {type}?"),
+    ("Error {err} means the {part} is {state}.", "What does error {err} mean on the {P}?"),
+    ("To reset the {P}, hold the **{button}** button for {secs}.", "How do I reset my {type}?"),
+    ("The warranty on the {P} lasts {years} from the date of purchase.", "How long is the warranty on the {type}?"),
+    ("In the {app} app, go to **{menu}** and turn on **{feature}**.", "Where do I turn on {feature}?"),
+    ("While it updates, the light {lverb} {colour} and the app shows \"{label}\".", "What does the {type} show while updating?"),
+    ("The {plan} plan costs {price} a month and includes {benefit}.", "What does the {plan} plan cost?"),
+    ("Call the {brand} team on {phone}, {days} from {t1} to {t2}.", "How can I phone {brand} support?"),
+    ("The {P} weighs {kg} kg and needs {mm} mm of space on each side.", "How much room does the {type} need?"),
+    ("If the {part} is {state}, switch the {type} off, wait {mins}, and switch it back on.",
+     "What should I do when the {part} is {state}?"),
+    ("You can return the {type} within {days2} of delivery; opened items carry a {pct} fee.", "Can I send back my {type}?"),
+    ("The battery charges from {p1} to {p2} in about {dur}.", "How long does the {type} take to charge?"),
+    ("Firmware {ver} was released on {date} and fixes {issue}.", "What did firmware {ver} change?"),
+    ("Do not use the {P} below {tlow} or above {thigh}.", "At what temperatures can I use the {type}?"),
+    ("Replace the {part} every {months}; a new one costs {price}.", "How often does the {part} need replacing?"),
+    ("Write to care@{brandlow}.example with your order number {order}.", "What email address do I use for {brand}?"),
+    ("The code {code} is printed on a {colour} label under the {part}.", "Where is the serial code on my {type}?"),
+    ("The {type} switches to {feature} after {mins} without use.", "Why did my {type} go into {feature}?"),
+    ("A {part} that is {state} is not covered unless it fails in the first {months}.", "Is a {state} {part} covered?"),
+    ("{feature} keeps the {type} at {tlow} overnight and costs about {price} a year to run.", "What is {feature} for?"),
+)
+FILLERS = ("This is normal.", "If the problem continues, contact support.", "You can change this later under **{menu}**.",
+           "Keep the receipt, because we may ask for it.", "The {app} app sends a reminder when this is due.",
+           "Only use parts made for the {P}.", "Make sure the {type} is unplugged first.", "The {part} is easy to reach from the front.",
+           "Most customers never need to do this.", "The {type} remembers your settings.",
+           "Ask a qualified person if you are not sure.", "Look for the **{invented}** symbol on the display.")
+STEP_LINES = ("- Switch the {type} off at the wall.", "- Remove the {part} and rinse it.", "- Hold **{button}** for {secs}.",
+              "- Open **{menu}** in the {app} app.", "- Wait {mins}, then try again.", "- Check that the {part} is not {state}.")
+
+
+def _slots(lex: Lexicon, product: dict[str, str]) -> dict[str, str]:
+    return {**product, "brandlow": product["brand"].lower(), "dur": lex.duration(), "err": lex.error(),
+            "part": lex.pick(PARTS), "state": lex.pick(STATES), "button": lex.pick(BUTTONS),
+            "secs": lex.duration(("seconds",)), "years": lex.duration(("years",)), "menu": lex.menu(),
+            "feature": lex.pick(FEATURES), "lverb": lex.pick(LIGHT_VERBS), "colour": lex.pick(COLOURS),
+            "label": lex.label(), "plan": f"{product['brand']} {lex.pick(PLANS)}", "price": lex.price(),
+            "benefit": lex.pick(BENEFITS), "phone": lex.phone(), "days": lex.pick(DAYS), "t1": lex.clock(),
+            "t2": lex.clock_late(), "kg": str(lex.number(2, 95)), "mm": str(lex.number(2, 90) * 10),
+            "mins": lex.duration(("minutes",)), "days2": lex.duration(("days",)), "pct": lex.percent(),
+            "p1": lex.percent(), "p2": f"{lex.number(90, 99)}%", "ver": lex.version(), "date": lex.date(),
+            "issue": lex.pick(ISSUES), "tlow": lex.temp(), "thigh": lex.temp_high(), "months": lex.duration(("months",)),
+            "order": str(lex.number(100000, 999999)), "code": lex.code(), "invented": lex.invented()}
+
+
+def passage(lex: Lexicon) -> Passage:
+    """One help-centre-like passage (1-3 paragraphs, sometimes a list) and a question it answers."""
+    rng = lex.rng
+    product = _product(lex)
+    slots = _slots(lex, product)
+    chosen = rng.sample(FACTS, rng.randint(1, 4))
+    sentences = [s.format(**slots) for s, _ in chosen]
+    for _ in range(rng.randint(0, 3)):
+        sentences.insert(rng.randint(0, len(sentences)), rng.choice(FILLERS).format(**_slots(lex, product)))
+    paragraphs, current = [], []
+    for sentence in sentences:
+        current.append(sentence)
+        if rng.random() < 0.35:
+            paragraphs.append(" ".join(current))
+            current = []
+    if current:
+        paragraphs.append(" ".join(current))
+    if rng.random() < 0.25:
+        steps = rng.sample(STEP_LINES, rng.randint(2, 4))
+        paragraphs.insert(rng.randint(0, len(paragraphs)), "\n".join(s.format(**slots) for s in steps))
+    text = "\n\n".join(paragraphs)
+    question = rng.choice(chosen)[1].format(**slots)
+    ext = rng.choice(("md", "md", "html", "txt", "pdf", "docx"))
+    source = f"{product['type'].replace(' ', '-')}-{rng.choice(('guide', 'faq', 'help', 'manual', 'care'))}.{ext}"
+    heading = tuple(rng.sample((product["type"].capitalize(), "Troubleshooting", "Care and cleaning", "Your plan",
+                                "Getting started", "Contact us", "Updates", "Safety"), rng.randint(0, 2)))
+    return Passage(text, question, source, heading, rng.randint(1, 9) if ext == "pdf" else None)
+
+
+def _retrieved(p: Passage, rank: int) -> Any:
+    from studio.core.rag.chunking import Chunk
+    from studio.core.rag.retrieval import RetrievedChunk
+
+    chunk = Chunk(id=f"c{rank}", text=p.text, source=p.source, file_type=p.source.rsplit(".", 1)[-1], heading_path=p.heading,
+                  page=p.page, number=0, start=0, end=len(p.text), content_hash="", embedder="")
+    return RetrievedChunk(chunk, rank=rank)
+
+
+def _json_request(rng: random.Random) -> tuple[str, tuple[str, str, str]]:
+    keys = (rng.choice(TEXT_KEYS), rng.choice(LIST_KEYS), rng.choice(FLAG_KEYS))
+    request = rng.choice(("Reply as JSON with the keys {0}, {1} and {2}.",
+                          "Give a JSON object with \"{0}\" (text), \"{1}\" (a list) and \"{2}\" (true or false).",
+                          "Answer in JSON: {{\"{0}\": ..., \"{1}\": [...], \"{2}\": ...}}."))
+    return request.format(*keys), keys
+
+
+def _json_reply(rng: random.Random, keys: tuple[str, str, str], text: str) -> str:
+    steps = rng.sample(GENERIC_STEPS, rng.randint(0, 2))
+    return json.dumps({keys[0]: text, keys[1]: steps, keys[2]: rng.random() < 0.2}, ensure_ascii=False)
+
+
+def grounded_chat(lex: Lexicon, tokenizer: Any, as_json: bool) -> list[Message]:
+    """The studio's RAG prompt over 1-5 passages; the reply quotes passage [1] and cites it."""
+    from studio.core.rag.answer import build_prompt
+    from studio.core.rag.params import AnswerParams
+
+    rng = lex.rng
+    passages = [passage(lex) for _ in range(rng.choice(PASSAGE_COUNTS))]
+    question = passages[0].question
+    quote = f"{passages[0].text.strip()} [1]"
+    if as_json:
+        request, keys = _json_request(rng)
+        question, reply = f"{question} {request}", _json_reply(rng, keys, quote)
+    else:
+        reply = quote
+    prompt = build_prompt(question, [_retrieved(p, i + 1) for i, p in enumerate(passages)], tokenizer, AnswerParams())
+    return [*prompt.messages, {"role": "assistant", "content": reply}]
+
+
+GENERIC_QUESTIONS = ("How long is the warranty on my {type}?", "My {type} shows error {err}. What does it mean?",
+                     "How do I reset the {P}?", "Which app do I need for my {type}?", "Why is my {type} making a noise?",
+                     "Can I use the {type} outside?", "The {part} on my {type} is {state}. What now?",
+                     "How much does the {plan} plan cost?", "Where can I find the serial number?",
+                     "How do I pair my {type} with my phone?", "What does the {colour} light mean?",
+                     "Is it safe to leave the {type} on overnight?", "How often should I clean the {part}?")
+GENERIC_REPLIES = ("I don't know the details of that model. Its manual or the maker's support team can tell you.",
+                   "I'm not sure, because I don't have the documents for the {type}. Please check the manual.",
+                   "I don't have that information. The maker's help pages or support line will know.",
+                   "Sorry, I can't say for that product. Please look in the user guide or ask support.",
+                   "Good question. I don't know the exact answer for the {type}; the manual should say.",
+                   "I don't know. If it seems unsafe, switch it off and contact the maker.")
+SMALL_TALK = (("Hello!", "Hello! How can I help you today?"), ("Thanks, that helped.", "You're welcome! Anything else?"),
+              ("Hi there", "Hi! What can I do for you?"), ("Thank you so much", "Glad I could help."),
+              ("Who are you?", "I'm a tiny demo assistant. I can quote documents you give me, but I know very little."),
+              ("Good morning", "Good morning! How can I help?"))
+NO_CONTEXT_NOTE = " This is not backed by the documents."
+
+
+def support_chat(lex: Lexicon) -> list[Message]:
+    """A question without context and a short generic reply, sometimes under an unrelated system prompt."""
+    rng = lex.rng
+    product = _product(lex)
+    slots = _slots(lex, product)
+    if rng.random() < 0.12:
+        user, reply = rng.choice(SMALL_TALK)
+    else:
+        user, reply = rng.choice(GENERIC_QUESTIONS).format(**slots), rng.choice(GENERIC_REPLIES).format(**slots)
+    if rng.random() < 0.1:  # the RAG prompt when nothing relevant was retrieved
+        from studio.core.rag.answer import NO_CONTEXT_INSTRUCTION
+
+        user, reply = f"Question: {user}\n\n{NO_CONTEXT_INSTRUCTION}", reply + NO_CONTEXT_NOTE
+    if rng.random() < 0.15:
+        request, keys = _json_request(rng)
+        user, reply = f"{user} {request}", _json_reply(rng, keys, reply)
+    system = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS)}] if rng.random() < 0.3 else []
+    return [*system, {"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+
+
+def chat(lex: Lexicon, tokenizer: Any) -> list[Message]:
+    """One training chat: 65% grounded, 10% grounded JSON, 25% support talk (some of it JSON)."""
+    roll = lex.rng.random()
+    if roll < 0.65:
+        return grounded_chat(lex, tokenizer, as_json=False)
+    if roll < 0.75:
+        return grounded_chat(lex, tokenizer, as_json=True)
+    return support_chat(lex)
+
+
+def tokenizer_texts(seed: int, count: int = 3000) -> Iterator[str]:
+    """Text to train the BPE tokenizer on: passages, questions and replies (no prompt scaffolding needed)."""
+    lex = Lexicon(random.Random(seed))
+    for _ in range(count):
+        p = passage(lex)
+        yield f"{p.source} {' > '.join(p.heading)}\n{p.text}\n{p.question}"
+        yield " ".join(m["content"] for m in support_chat(lex))
+
+
+# ---------------------------------------------------------------- decontamination
+
+
+def eval_facts(path: Path = EVAL_FILE) -> list[str]:
+    if not path.is_file():
+        return []
+    return sorted({f for line in path.read_text().splitlines() if line.strip() for f in json.loads(line).get("facts") or []})
+
+
+def fact_pattern(facts: list[str]) -> re.Pattern[str] | None:
+    """Matches any fact as a whole phrase (so the fact "5%" is not found in "15%"), case-insensitively."""
+    if not facts:
+        return None
+    parts = []
+    for fact in sorted(facts, key=len, reverse=True):
+        tail = r"(?![\w])" if fact[-1].isalnum() else ""
+        head = r"(?<![\w.,])" if fact[0].isalnum() else ""
+        parts.append(head + re.escape(fact) + tail)
+    return re.compile("|".join(parts), re.IGNORECASE)
+
+
+def is_clean(messages: list[Message], pattern: re.Pattern[str] | None) -> bool:
+    """True when no message contains an eval fact or a house JSON key."""
+    text = "\n".join(m["content"] for m in messages)
+    if any(f'"{key}":' in text for key in HOUSE_KEYS):
+        return False
+    return pattern is None or pattern.search(text) is None
+
+
+def chats(seed: int, tokenizer: Any, count: int) -> Iterator[list[Message]]:
+    """`count` clean chats, the same ones for the same seed and tokenizer."""
+    lex = Lexicon(random.Random(seed))
+    pattern = fact_pattern(eval_facts())
+    made = 0
+    while made < count:
+        messages = chat(lex, tokenizer)
+        if is_clean(messages, pattern):
+            made += 1
+            yield messages

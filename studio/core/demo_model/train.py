@@ -1,0 +1,144 @@
+"""Pre-train the demo model from scratch on the synthetic chats: one CPU loop, deterministic per seed.
+
+Each optimizer step draws `chats_per_step` fresh chats (nothing is repeated), sorts them by length and
+splits them into micro-batches of at most `tokens_per_micro_batch` padded tokens, so short and long
+chats do not pad each other. The loss covers only the assistant replies, end token included.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from studio.config import param_field
+
+
+@dataclass
+class DemoParams:
+    """How the demo model is built. Same params and seed (and thread count) = the same weights."""
+
+    seed: int = param_field(0, "Seed of the corpus, the initialisation and the training order.", min=0, max=2**31 - 1, step=1)
+    steps: int = param_field(450, "Optimizer steps; each sees `chats_per_step` new chats.", min=1, max=1_000_000, step=1)
+    chats_per_step: int = param_field(16, "Chats per optimizer step.", min=1, max=1024, step=1)
+    tokens_per_micro_batch: int = param_field(6144, "Most padded tokens in one forward pass.", min=256, max=65536, step=256)
+    max_length: int = param_field(1400, "Chats longer than this many tokens are cut (the default RAG prompt fits).",
+                                  min=64, max=4096, step=64)
+    learning_rate: float = param_field(3e-3, "Peak learning rate (AdamW, cosine decay to a tenth).", min=1e-5, max=1e-1, step=1e-4)
+    warmup_steps: int = param_field(30, "Steps of linear learning-rate warm-up.", min=0, max=10_000, step=1)
+    vocab_size: int = param_field(6000, "Byte-level BPE vocabulary size.", min=512, max=65536, step=256)
+    hidden_size: int = param_field(256, "Model width.", min=32, max=4096, step=32)
+    layers: int = param_field(4, "Transformer blocks.", min=1, max=48, step=1)
+    heads: int = param_field(8, "Attention heads.", min=1, max=64, step=1)
+    intermediate_size: int = param_field(512, "MLP width.", min=32, max=16384, step=32)
+    threads: int = param_field(1, "CPU threads for torch. One thread keeps the float sums in the same order on every "
+                              "machine (so the same seed gives the same weights) and is fastest on a busy CPU.", min=1, max=256, step=1)
+    minutes: float | None = field(default=None, metadata={"help": "Stop early after this many minutes (the result then "
+                                                          "depends on the machine's speed)."})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class StepLog:
+    step: int
+    steps: int
+    loss: float
+    learning_rate: float
+    elapsed_s: float
+    eta_s: float
+    tokens: int
+
+    def line(self) -> str:
+        return (f"step {self.step}/{self.steps}  loss {self.loss:.3f}  lr {self.learning_rate:.2e}  "
+                f"{self.tokens / max(self.elapsed_s, 1e-9):.0f} tok/s  elapsed {_clock(self.elapsed_s)}  ETA {_clock(self.eta_s)}")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def encode(tokenizer: Any, messages: list[dict[str, str]], max_length: int) -> tuple[list[int], list[int]]:
+    """Token ids of the whole chat and labels that are -100 except on the last (assistant) reply."""
+    prompt = tokenizer.apply_chat_template(messages[:-1], tokenize=False, add_generation_prompt=True)
+    full = tokenizer.apply_chat_template(messages, tokenize=False)
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+    # The template ends each turn with "<|im_end|>\n": the reply's label stops at <|im_end|> (EOS).
+    ids = ids[:-1] if tokenizer.decode(ids[-1:]) == "\n" else ids
+    labels = [-100] * len(prompt_ids) + ids[len(prompt_ids):]
+    return ids[:max_length], labels[:max_length]
+
+
+def micro_batches(encoded: list[tuple[list[int], list[int]]], budget: int) -> Iterator[list[tuple[list[int], list[int]]]]:
+    """Length-sorted groups whose padded size (longest × count) stays within `budget` tokens."""
+    group: list[tuple[list[int], list[int]]] = []
+    for item in sorted(encoded, key=lambda e: len(e[0])):
+        if group and len(item[0]) * (len(group) + 1) > budget:
+            yield group
+            group = []
+        group.append(item)
+    if group:
+        yield group
+
+
+def learning_rate(step: int, params: DemoParams) -> float:
+    if step < params.warmup_steps:
+        return params.learning_rate * (step + 1) / params.warmup_steps
+    progress = (step - params.warmup_steps) / max(1, params.steps - params.warmup_steps)
+    return params.learning_rate * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def fit(model: Any, tokenizer: Any, chats: Iterator[list[dict[str, str]]], params: DemoParams,
+        log: Callable[[StepLog], None] | None = None, cancel: threading.Event | None = None) -> int:
+    """Train `model` in place; returns the number of steps done (fewer when cancelled or out of minutes)."""
+    import torch
+
+    pad = tokenizer.pad_token_id
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    rest = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+                                  lr=params.learning_rate, betas=(0.9, 0.95))
+    model.train()
+    started, tokens, smoothed = time.perf_counter(), 0, None
+    for step in range(params.steps):
+        if cancel is not None and cancel.is_set():
+            return step
+        if params.minutes is not None and time.perf_counter() - started > params.minutes * 60:
+            return step
+        encoded = [encode(tokenizer, next(chats), params.max_length) for _ in range(params.chats_per_step)]
+        supervised = sum(sum(1 for t in labels if t != -100) for _, labels in encoded)
+        total = 0.0
+        for group in micro_batches(encoded, params.tokens_per_micro_batch):
+            width = max(len(ids) for ids, _ in group)
+            ids = torch.full((len(group), width), pad, dtype=torch.long)
+            labels = torch.full((len(group), width), -100, dtype=torch.long)
+            mask = torch.zeros((len(group), width), dtype=torch.long)
+            for row, (x, y) in enumerate(group):
+                ids[row, :len(x)], labels[row, :len(y)], mask[row, :len(x)] = torch.tensor(x), torch.tensor(y), 1
+            # The vocabulary projection only where there is a label: most tokens are prompt, and the head is costly.
+            hidden = model.model(input_ids=ids, attention_mask=mask).last_hidden_state[:, :-1]
+            target = labels[:, 1:]
+            keep = target != -100
+            logits = model.lm_head(hidden[keep]).float()
+            loss = torch.nn.functional.cross_entropy(logits, target[keep], reduction="sum") / max(supervised, 1)
+            loss.backward()
+            total += loss.item()
+            tokens += int(mask.sum())
+        lr = learning_rate(step, params)
+        for group_ in optimizer.param_groups:
+            group_["lr"] = lr
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        smoothed = total if smoothed is None else 0.9 * smoothed + 0.1 * total
+        if log is not None:
+            elapsed = time.perf_counter() - started
+            log(StepLog(step + 1, params.steps, smoothed, lr, elapsed, elapsed / (step + 1) * (params.steps - step - 1), tokens))
+    model.eval()
+    return params.steps
