@@ -7,6 +7,8 @@ import gradio as gr
 from studio.config import DEFAULT_MODEL, DEMO_MODEL, Settings
 from studio.services import Services
 from studio.ui.advisor_tab import build_advisor_tab
+from studio.ui.compare_tab import build_compare_tab
+from studio.ui.compare_views import COMPARE_CSS
 from studio.ui.evaluate_tab import build_evaluate_tab
 from studio.ui.evaluate_views import EVALUATE_CSS
 from studio.ui.models_tab import build_models_tab
@@ -18,13 +20,13 @@ from studio.ui.training_views import TRAINING_CSS
 from studio.ui.widgets import HIDDEN, header_markdown
 
 TITLE = "LLM Adaptation Studio"
-TABS = (build_playground_tab, build_rag_tab, build_training_tab, build_evaluate_tab, build_advisor_tab, build_models_tab)  # adding a tab = adding its builder here
+TABS = (build_playground_tab, build_rag_tab, build_training_tab, build_compare_tab, build_evaluate_tab, build_advisor_tab, build_models_tab)  # adding a tab = adding its builder here
 THEME = gr.themes.Soft(primary_hue="indigo", secondary_hue="slate")
 CSS = """
 #studio-header { align-items: baseline; }
 #studio-header h1 { margin: 0; }
 #generation-stats, #rag-stats { color: var(--body-text-color-subdued); font-size: var(--text-sm); min-height: 1.5em; }
-""" + RAG_CSS + TRAINING_CSS + EVALUATE_CSS
+""" + RAG_CSS + TRAINING_CSS + EVALUATE_CSS + COMPARE_CSS
 
 
 def build_app(services: Services) -> gr.Blocks:
