@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import torch
 
 from studio.config import GenerationParams
-from studio.core.evaluation.runner import BASE, Variant, check_variants, mixed_batches_supported
+from studio.core.evaluation.runner import BASE, Variant, check_variants, left_padded, mixed_batches_supported
 from studio.core.generation import (
     CancelCriteria, GenerationStats, Message, _Decoder, eos_ids, generation_kwargs, render_prompt, seed_everything)
 from studio.core.prompting import build_messages
@@ -269,7 +269,9 @@ def _batch_worker(manager: ModelManager, rows: list[_Row], params: GenerationPar
             if any(e.is_set() for e in stops):
                 events.put(("done", eos))
                 return
-            ids, mask = _left_padded([r.token_ids for r in rows], tokenizer, next(model.parameters()).device)
+            pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+            device = next(model.parameters()).device
+            ids, mask = (t.to(device) for t in left_padded([r.token_ids for r in rows], pad))
             kwargs = generation_kwargs(params, tokenizer)
             if ids.shape[1] > PREFILL_CHUNK:
                 kwargs["prefill_chunk_size"] = PREFILL_CHUNK
@@ -285,17 +287,6 @@ def _batch_worker(manager: ModelManager, rows: list[_Row], params: GenerationPar
                                              "lower max new tokens, use fewer panes, or load the model in 4bit.")))
     except BaseException as err:  # noqa: BLE001  (handed to the consumer, which re-raises it)
         events.put(("error", err))
-
-
-def _left_padded(prompts: list[list[int]], tokenizer: Any, device: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-        mask[row, width - len(prompt):] = 1
-    return ids.to(device), mask.to(device)
 
 
 # Blind mode -------------------------------------------------------------------------------------------

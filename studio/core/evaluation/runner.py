@@ -108,13 +108,8 @@ def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]],
     cut at EOS and at the first of `params.stop`, like `generation.stream`'s. `extra` goes to `model.generate` (min_new_tokens...).
     """
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    width = max(len(p) for p in prompts)
-    device = next(model.parameters()).device
-    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
-        mask[row, width - len(prompt):] = 1
+    ids, mask = left_padded(prompts, pad)
+    width, device = ids.shape[1], next(model.parameters()).device
     kwargs = {**generation_kwargs(params, tokenizer), **extra}
     if adapter_names is not None:
         kwargs["adapter_names"] = adapter_names
@@ -137,6 +132,17 @@ def generate_batch(model: Any, tokenizer: Any, prompts: Sequence[Sequence[int]],
         cuts = [at for s in params.stop if (at := text.find(s)) != -1]
         answers.append((text[:min(cuts)] if cuts else text, end))
     return answers
+
+
+def left_padded(prompts: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input ids, attention mask) of `prompts` left-padded with `pad` to the longest: new tokens line up at the right."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt):] = torch.tensor(list(prompt), dtype=torch.long)
+        mask[row, width - len(prompt):] = 1
+    return ids, mask
 
 
 def variant_messages(variant: Variant, example: EvalExample, tokenizer: Any, rag: RagService | None = None,
