@@ -150,7 +150,7 @@ def test_blind_mode_hides_the_names_until_the_vote_reveals_them(studio: tuple[st
     before = len(read_votes(services.workspace))
     shown = client.predict(verdict="B", note="shorter", api_name="/compare_vote")
     titles, stats, status = shown[0:2], shown[4:6], shown[12]  # titles, stats, sources (4 each), status, verdict, note
-    assert titles[0].startswith("### A · Tuned (style-a)") and titles[1].startswith("### B · Base")
+    assert titles[0].startswith("### A · Tuned") and "adapter style-a" in titles[0] and titles[1].startswith("### B · Base")
     assert "revealed" in titles[0] and all("prompt" in line for line in stats)  # full stats once revealed
     assert "B (Base) was best" in status and "**A** = Tuned (style-a)" in status
     votes = read_votes(services.workspace)
@@ -165,7 +165,7 @@ def test_blind_mode_hides_the_names_until_the_vote_reveals_them(studio: tuple[st
     histories = {f"slot{k + 1}_history": chat for k, chat in enumerate(final[CHATS][:2])}
     monkeypatch.setattr("studio.ui.compare_tab.secrets.randbelow", lambda n: 0)
     nxt = compare(client, "And then?", blind=True, **TWO, **histories)[-1]
-    assert nxt[TITLES][0].startswith("### A · Tuned (style-a)")
+    assert nxt[TITLES][0].startswith("### A · Tuned") and "adapter style-a" in nxt[TITLES][0]
     assert [len(chat) for chat in nxt[CHATS][:2]] == [4, 4]
 
 
@@ -284,6 +284,9 @@ def test_default_setup_and_vote_options() -> None:
     assert [v for _, v in views.verdict_choices(4)] == ["A", "B", "C", "D"]
     assert views.pane_name("tuned+rag", "style-a", "support") == "Tuned (style-a) + RAG (support)"
     assert views.pane_name("prompt", preset="terse") == "Base + preset (terse)"
+    title = views.pane_title("D", "Tuned (style-a) + RAG (support)", hidden=False)
+    assert title == "### D · Tuned + RAG\n<span class='cmp-muted'>adapter style-a · knowledge base support</span>"
+    assert views.pane_title("B", "Tuned (style-a)", hidden=True) == "### B\n<span class='cmp-muted'>hidden until you vote</span>"
     same = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
     assert views.shared_context([same, same]) == same
     assert views.shared_context([same, [same[0], {"role": "assistant", "content": "Hey."}]]) == []

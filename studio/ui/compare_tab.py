@@ -114,8 +114,8 @@ def _slot(k: int) -> tuple[Any, ...]:
     letter = views.letters(MAX_PANES)[k]
     with gr.Column(min_width=260, elem_classes="cmp-slot", elem_id=f"compare-slot-{k + 1}") as column:
         title = gr.Markdown(views.pane_title(letter, views.pane_name(START_KINDS[k]), hidden=False),
-                            elem_id=f"compare-title-{k + 1}")
-        chat = gr.Chatbot(show_label=False, height=380, buttons=["copy"], elem_id=f"compare-chat-{k + 1}",
+                            elem_id=f"compare-title-{k + 1}", elem_classes="cmp-title")
+        chat = gr.Chatbot(show_label=False, height=340, buttons=["copy"], elem_id=f"compare-chat-{k + 1}",
                           placeholder=f"Pane {letter}'s answers appear here.")
         stats = gr.Markdown(elem_classes="cmp-stats", elem_id=f"compare-stats-{k + 1}")
         sources = gr.HTML(elem_id=f"compare-sources-{k + 1}")

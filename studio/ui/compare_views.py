@@ -7,6 +7,7 @@ this module imports no ML library; the tab module only wires them to components.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
     from studio.storage.votes import Vote
 
 DEFAULT_PRESET = ("Playground default prompt", "")
+_USES = {"Tuned": "adapter", "RAG": "knowledge base", "preset": "preset"}
+_PLAIN = {"Base": "no adapter, no retrieval", "Base + default prompt": "the Playground's default system prompt"}
 
 
 def letters(count: int) -> list[str]:
@@ -46,11 +49,15 @@ def default_setup(adapters: Sequence[str], kbs: Sequence[str]) -> tuple[int, lis
 
 
 def pane_title(letter: str, name: str, hidden: bool, blind: bool = False) -> str:
-    """A pane's heading: the letter alone while blind, then the letter and the variant's name."""
+    """A pane's heading, always two lines so the panes stay level: the letter alone while blind; else the letter,
+    the kind ("Tuned + RAG") and below it what the pane uses (adapter, knowledge base, preset)."""
     if hidden:
         return f"### {letter}\n<span class='cmp-muted'>hidden until you vote</span>"
     badge = " <span class='cmp-revealed'>revealed</span>" if blind else ""
-    return f"### {letter} · {html.escape(name)}{badge}"
+    uses = [f"{_USES[what]} {value}" for what, value in re.findall(r"(Tuned|RAG|preset) \(([^)]*)\)", name)]
+    details = " · ".join(uses) or _PLAIN.get(name, "")
+    return f"### {letter} · {html.escape(re.sub(r' [(][^)]*[)]', '', name))}{badge}\n" \
+           f"<span class='cmp-muted'>{html.escape(details)}</span>"
 
 
 def stats_line(stats: GenerationStats, blind: bool = False, no_context: bool = False) -> str:
@@ -130,7 +137,8 @@ def export_markdown(kind: str, path: Any, rows: int) -> str:
 COMPARE_CSS = """
 #compare-panes { gap: 10px; }
 .cmp-slot { border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 8px 10px !important; }
-.cmp-slot h3 { margin: 0 0 2px 0; font-size: var(--text-lg); }
+.cmp-title h3 { margin: 0; font-size: var(--text-lg); }
+.cmp-title h3, .cmp-title p { white-space: nowrap; overflow: hidden; text-overflow: ellipsis; margin-bottom: 0; }
 .cmp-muted { color: var(--body-text-color-subdued); font-size: var(--text-sm); }
 .cmp-revealed { background: var(--color-accent); color: white; border-radius: 4px; padding: 0 6px; font-size: var(--text-xs);
                 vertical-align: middle; }
