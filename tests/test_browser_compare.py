@@ -9,6 +9,7 @@ and Tuned + RAG. Set STUDIO_UPDATE_SCREENSHOTS=1 to refresh assets/screenshots/c
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -155,3 +156,44 @@ def test_three_then_four_panes_answer_side_by_side(page: Any, studio: tuple[str,
     assert shot.stat().st_size > 10_000
     if os.environ.get("STUDIO_UPDATE_SCREENSHOTS") == "1":
         shutil.copyfile(shot, README_SCREENSHOT)
+
+
+def test_blind_vote_reveals_the_panes_and_exports_a_training_file(page: Any, studio: tuple[str, dict[str, str]],  # noqa: F811
+                                                                  ) -> None:
+    from playwright.sync_api import expect
+
+    url, answers = studio
+    page.goto(url)
+    page.get_by_role("tab", name="Compare").click()
+    # The tab's choices and defaults have arrived (before that the pickers hold no adapter: "adapter ?").
+    expect(page.locator("#compare-title-4")).to_contain_text(f"adapter {ADAPTER} · knowledge base {KB}")
+    page.locator("#compare-count").get_by_text("2", exact=True).click()
+    page.locator("#compare-blind").get_by_text("Blind mode").click()
+    for slot in (1, 2):
+        expect(page.locator(f"#compare-title-{slot}")).to_contain_text("hidden until you vote")
+    send(page, QUESTION)
+    expect(page.locator("#compare-vote-status")).to_contain_text("Vote to reveal the names", timeout=90_000)
+    shown = [answer_of(page, slot).inner_text().strip() for slot in (1, 2)]
+    assert sorted(shown) == sorted([answers["base"], answers["rag"]])
+    for slot in (1, 2):
+        expect(page.locator(f"#compare-title-{slot}")).to_contain_text("hidden until you vote")
+        expect(page.locator(f"#compare-stats-{slot}")).not_to_contain_text("prompt")
+        expect(page.locator(f"#compare-sources-{slot} .cmp-source")).to_have_count(0)  # sources would give RAG away
+
+    page.get_by_text("A is better").click()
+    page.get_by_role("button", name="Vote", exact=True).click()
+    kinds = ["base", "rag"] if shown[0] == answers["base"] else ["rag", "base"]
+    headings = {"base": "Base", "rag": "Base + RAG"}
+    for slot, (letter, kind) in enumerate(zip("AB", kinds), start=1):
+        expect(page.locator(f"#compare-title-{slot} h3")).to_have_text(f"{letter} · {headings[kind]} revealed")
+    names = {"base": "Base", "rag": f"Base + RAG ({KB})"}
+    status = page.locator("#compare-vote-status")
+    expect(status).to_contain_text(f"Vote saved: A ({names[kinds[0]]}) was best")
+    expect(status).to_contain_text(f"A = {names[kinds[0]]} · B = {names[kinds[1]]}")
+    rag_slot = kinds.index("rag") + 1
+    expect(page.locator(f"#compare-sources-{rag_slot} .cmp-source-cited")).to_contain_text("warranty.md")
+
+    page.get_by_role("button", name="Export SFT examples (chat JSONL)").click()
+    expect(page.locator("#compare-export-status")).to_contain_text("1 chat example written")
+    expect(page.locator("#compare-export-status")).to_contain_text("Training tab accepts this file")
+    expect(page.locator("#compare-export-file a")).to_have_attribute("href", re.compile(r"/votes-sft\.jsonl$"))

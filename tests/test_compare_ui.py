@@ -185,7 +185,7 @@ def test_votes_export_as_preference_pairs_and_a_dataset_training_accepts(studio:
     written = services.workspace.exports_dir / "votes-preferences.jsonl"
     assert Path(file["value"]).name == written.name  # downloaded by the client from the workspace's exports/
     rows = [json.loads(line) for line in written.read_text().splitlines()]
-    assert f"{len(rows)} preference pairs" in status
+    assert f"{len(rows)} preference pair{'s' if len(rows) > 1 else ''}**" in status
     pair = rows[-1]  # the last vote's pairs come last: chosen = C's answer against each different other answer
     assert pair["chosen"] == [{"role": "assistant", "content": votes[-1].answers[2]}]
     assert pair["chosen"][0]["content"].strip() == last_answers(final)[2]

@@ -81,8 +81,9 @@ def build_compare_tab(services: Services) -> gr.Tab:
                     show_progress="minimal", **MODEL_EVENTS)
     stop.click(None, None, None, cancels=[sending], **HIDDEN)
     resets = [count.input, blind.input, clear.click, *(p[f].input for p in pickers for f in FIELDS)]
+    # always_last: a second change while the first reset is pending (panes, then blind) must not be dropped.
     gr.on(resets, on.reset, [count, blind, session], [session, *frame, vote["status"]], inputs_kwargs=pick,
-          cancels=[sending], show_progress="hidden", **HIDDEN)
+          cancels=[sending], show_progress="hidden", trigger_mode="always_last", **HIDDEN)
     blind.input(lambda hide: gr.update(open=not hide), blind, setup, show_progress="hidden", **HIDDEN)
     reveal = [session, *titles, *stats, *sources, vote["status"]]
     vote["vote"].click(on.vote, [vote["verdict"], vote["note"], session], [*reveal, vote["verdict"], vote["note"]],

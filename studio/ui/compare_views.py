@@ -127,11 +127,12 @@ def shared_context(histories: Sequence[Sequence[dict[str, Any]]]) -> list[dict[s
 
 
 def export_markdown(kind: str, path: Any, rows: int) -> str:
+    plural = "" if rows == 1 else "s"
     if kind == "sft":
-        return (f"**{rows} chat examples** written to `{path}` (the chosen answer after each prompt). "
+        return (f"**{rows} chat example{plural}** written to `{path}` (the chosen answer after each prompt). "
                 "The Training tab accepts this file as a chat (messages) dataset: upload it there or paste its path.")
-    return (f"**{rows} preference pairs** written to `{path}` (conversational prompt / chosen / rejected: the format "
-            "TRL's DPO trainer reads).")
+    return (f"**{rows} preference pair{plural}** written to `{path}` (conversational prompt / chosen / rejected: the "
+            "format TRL's DPO trainer reads).")
 
 
 COMPARE_CSS = """
