@@ -167,6 +167,10 @@ def test_blind_mode_hides_the_names_until_the_vote_reveals_them(studio: tuple[st
     nxt = compare(client, "And then?", blind=True, **TWO, **histories)[-1]
     assert nxt[TITLES][0].startswith("### A · Tuned") and "adapter style-a" in nxt[TITLES][0]
     assert [len(chat) for chat in nxt[CHATS][:2]] == [4, 4]
+    shown_a, shown_b = ([{"role": m["role"], "content": text_of(m["content"])} for m in chat] for chat in final[CHATS][:2])
+    again = core_answers(services, variants(("Base", None, None), ("Tuned (style-a)", "style-a", None)),
+                         [shown_b, shown_a], "And then?")  # each pane continues the conversation it showed
+    assert last_answers(nxt) == [again["Tuned (style-a)"].text, again["Base"].text]
 
 
 def test_votes_export_as_preference_pairs_and_a_dataset_training_accepts(studio: tuple[str, Any], client: Any) -> None:
@@ -290,3 +294,27 @@ def test_default_setup_and_vote_options() -> None:
     same = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
     assert views.shared_context([same, same]) == same
     assert views.shared_context([same, [same[0], {"role": "assistant", "content": "Hey."}]]) == []
+
+
+def test_opening_the_tab_offers_what_exists_and_keeps_the_users_setup(studio: tuple[str, Any]) -> None:
+    from studio.ui.compare_tab import CompareHandlers, new_session
+
+    _, services = studio
+    on = CompareHandlers(services)
+    blank = {f"pane{k}_{f}": "" for k in range(1, 5) for f in ("kind", "adapter", "kb", "preset")}
+    out = on.show(2, False, new_session(), **{**blank, "pane1_kind": "base", "pane2_kind": "prompt"})
+    count, pickers, titles = out[0], out[1:17], out[17:]
+    assert count["value"] == 4  # an adapter and a knowledge base exist: Base / Base+RAG / Tuned / Tuned+RAG
+    assert "value" not in pickers[0]  # pane 1 is Base already: left alone
+    assert [pickers[4 * k]["value"] for k in (1, 2, 3)] == ["rag", "tuned", "tuned+rag"]
+    assert pickers[9]["value"] == "style-a" and pickers[9]["choices"] == ["style-a"]
+    assert pickers[14]["value"] == "support" and pickers[14]["choices"] == ["support"]
+    assert "adapter style-a · knowledge base support" in titles[3]
+
+    # Once the user has changed the setup, opening the tab refreshes the choices but leaves the values alone.
+    mine = {**blank, "pane1_kind": "base", "pane2_kind": "tuned", "pane2_adapter": "style-a", "pane3_kind": "prompt",
+            "pane4_kind": "base"}
+    out = on.show(2, False, new_session(touched=True), **mine)
+    assert "value" not in out[0] and all("value" not in out[1 + i] for i in (0, 4, 5, 8))
+    assert out[7]["choices"] == ["support"] and out[7]["value"] == "support"  # an empty pick gets the first choice
+    assert out[17].startswith("### A · Base") and out[18].startswith("### B · Tuned")

@@ -181,14 +181,14 @@ class CompareHandlers:
         else:
             count, kinds = views.default_setup(adapters, kbs)
         updates, values = [], {}
+        choices = {"kind": None, "adapter": adapters, "kb": kbs, "preset": [views.DEFAULT_PRESET, *presets]}
         for k in range(MAX_PANES):
-            adapter, kb, preset = (pick[f"pane{k + 1}_{f}"] for f in FIELDS[1:])
-            values.update({f"pane{k + 1}_kind": kinds[k], f"pane{k + 1}_adapter": _keep(adapter, adapters),
-                           f"pane{k + 1}_kb": _keep(kb, kbs), f"pane{k + 1}_preset": preset if preset in presets else ""})
-            updates += [gr.update(value=kinds[k]), gr.update(choices=adapters, value=values[f"pane{k + 1}_adapter"]),
-                        gr.update(choices=kbs, value=values[f"pane{k + 1}_kb"]),
-                        gr.update(choices=[views.DEFAULT_PRESET, *presets], value=values[f"pane{k + 1}_preset"])]
-        return (count, *updates, *_titles(_names(count, values), blind, session))
+            key = f"pane{k + 1}_"
+            values.update({key + "kind": kinds[k], key + "adapter": _keep(pick[key + "adapter"], adapters),
+                           key + "kb": _keep(pick[key + "kb"], kbs),
+                           key + "preset": pick[key + "preset"] if pick[key + "preset"] in presets else ""})
+            updates += [_changed(pick[key + f], values[key + f], choices[f]) for f in FIELDS]
+        return (_changed(int(panes), count), *updates, *_titles(_names(count, values), blind, session))
 
     def layout(self, panes: int, **pick: Any) -> tuple[Any, ...]:
         """Show as many setup columns and panes as the count says, and each pane's pickers for its kind."""
@@ -426,6 +426,13 @@ def _revealed(session: dict[str, Any]) -> tuple[Any, ...]:
     stats = [turn["stats"][i][0] for i in order] if turn else [gr.update()] * len(order)
     sources = [turn["sources"][i] for i in order] if turn else [gr.update()] * len(order)
     return (session, *_titles(session["names"], session["blind"], session), *stats, *pad, *sources, *pad)
+
+
+def _changed(current: Any, new: Any, choices: list[Any] | None = None) -> Any:
+    """An update that sets `new` only where it differs from `current`: re-setting an unchanged value could undo
+    a click the user made while the tab was still fetching its choices."""
+    extra = {} if choices is None else {"choices": choices}
+    return gr.update(**extra) if new == current else gr.update(value=new, **extra)
 
 
 def _keep(value: str | None, choices: list[str]) -> str:
