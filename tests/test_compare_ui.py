@@ -5,6 +5,7 @@ and each mistake a user can make says what to fix without losing the conversatio
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -201,6 +202,17 @@ def test_votes_export_as_preference_pairs_and_a_dataset_training_accepts(studio:
     assert Path(file["value"]).name == written.name and "Training tab accepts" in status
     report = check_dataset(written)
     assert not report.has_errors and report.format == "messages" and len(report.examples) == len(votes)
+
+
+def test_stopping_frees_the_model_for_the_next_message(client: Any) -> None:
+    job = client.submit(message="Tell me everything.", **{**GREEDY, **TWO, "max_new_tokens": 2000}, api_name="/compare")
+    deadline = time.monotonic() + 60
+    while len(job.outputs()) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert job.cancel()
+    started = time.monotonic()
+    assert all(last_answers(compare(client, **TWO)[-1]))
+    assert time.monotonic() - started < 8, "the stopped compare kept the model busy"
 
 
 def test_mistakes_say_what_to_fix(studio: tuple[str, Any], client: Any) -> None:

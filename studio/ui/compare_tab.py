@@ -388,8 +388,7 @@ class _Turn:
             self.session["turn"] = {"prompt": [*views.shared_context(self.histories), {"role": "user", "content": self.message}],
                                     "answers": [self.answers[i].text for i in range(len(self.order))],
                                     "stats": self.stats, "sources": self.sources, "voted": False}
-        blind = self.session["blind"] and not self.session["revealed"]
-        return self.frame("**Which answer is better?** Vote to reveal the names." if blind else
+        return self.frame("**Which answer is better?** Vote to reveal the names." if self.hidden else
                           "Vote for the best answer to save it as a preference.")
 
     def restore(self, message: str) -> tuple[Any, ...]:
