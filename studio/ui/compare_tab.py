@@ -80,7 +80,8 @@ def build_compare_tab(services: Services) -> gr.Tab:
                     inputs_kwargs=merge_inputs(pick, history, gen, retrieval), api_name="compare",
                     show_progress="minimal", **MODEL_EVENTS)
     stop.click(None, None, None, cancels=[sending], **HIDDEN)
-    resets = [count.input, blind.input, clear.click, *(p[f].input for p in pickers for f in FIELDS)]
+    # A pane's own trash button clears the whole conversation: panes that remember different turns could not be compared.
+    resets = [count.input, blind.input, clear.click, *(c.clear for c in chats), *(p[f].input for p in pickers for f in FIELDS)]
     # always_last: a second change while the first reset is pending (panes, then blind) must not be dropped.
     gr.on(resets, on.reset, [count, blind, session], [session, *frame, vote["status"]], inputs_kwargs=pick,
           cancels=[sending], show_progress="hidden", trigger_mode="always_last", **HIDDEN)
