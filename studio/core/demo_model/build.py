@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import random
@@ -83,6 +84,9 @@ def build(out: str | Path = DEFAULT_OUT, params: DemoParams | None = None, log: 
             log(entry.line())
 
     done = fit(model, tokenizer, chats, params, on_step, cancel)
+    if params.copy_steps and done == params.steps:
+        left = None if params.minutes is None else max(0.0, params.minutes - (time.perf_counter() - started) / 60)
+        done += copy_phase(model, tokenizer, params, log, cancel, left)
     if cancel is not None and cancel.is_set():
         return None
     seconds = time.perf_counter() - started
@@ -98,7 +102,18 @@ def build(out: str | Path = DEFAULT_OUT, params: DemoParams | None = None, log: 
     write_readme(staging)
     path = _replace(staging, Path(out))
     log(f"saved to {path} ({weights:.1f} MB of weights, {seconds / 60:.1f} min)")
-    return BuildResult(path, count, done, seconds, weights, stopped_early=done < params.steps)
+    return BuildResult(path, count, done, seconds, weights, stopped_early=done < params.steps + params.copy_steps)
+
+
+def copy_phase(model: Any, tokenizer: Any, params: DemoParams, log: Callable[[str], None],
+               cancel: threading.Event | None = None, minutes: float | None = None) -> int:
+    """Second phase: `params.copy_steps` steps (own warm-up and decay) on chats with scrambled passages."""
+    phase = dataclasses.replace(params, steps=params.copy_steps, minutes=minutes)
+    log(f"copy phase: {phase.steps} steps, {params.scrambled:.0%} of passages scrambled")
+    chats = corpus.chats(params.seed + 2, tokenizer, phase.steps * phase.chats_per_step, scrambled=params.scrambled)
+    every = max(1, phase.steps // 25)
+    return fit(model, tokenizer, chats, phase, lambda e: log(e.line()) if e.step % every == 0 or e.step == e.steps else None,
+               cancel)
 
 
 def _replace(staging: Path, out: Path) -> Path:

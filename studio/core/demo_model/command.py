@@ -1,6 +1,6 @@
 """`studio demo-model build`: rebuild the offline demo model from nothing but this repository.
 
-    studio demo-model build [--out assets/models/studio-demo] [--seed S] [--steps N] [--minutes M]
+    studio demo-model build [--out assets/models/studio-demo] [--seed S] [--steps N] [--copy-steps N] [--minutes M]
 
 Progress (step, loss, learning rate, speed, ETA) goes to stderr. The first Ctrl-C stops training and
 leaves the existing model folder untouched (exit 130); a second one aborts at once.
@@ -27,6 +27,8 @@ def add_demo_model_parser(sub: Any) -> None:
     build.add_argument("--out", default=str(DEFAULT_OUT), help=f"Model folder to write (default {DEFAULT_OUT}).")
     build.add_argument("--seed", type=int, default=defaults.seed, help=f"Seed (default {defaults.seed}).")
     build.add_argument("--steps", type=int, default=defaults.steps, help=f"Training steps (default {defaults.steps}).")
+    build.add_argument("--copy-steps", dest="copy_steps", type=int, default=defaults.copy_steps,
+                       help=f"Steps of the second, copying phase (default {defaults.copy_steps}; 0 = none).")
     build.add_argument("--minutes", type=float, help="Stop training after this many minutes and save what was learned "
                                                      "(the result then depends on the machine's speed).")
     build.add_argument("--threads", type=int, default=defaults.threads, help=f"CPU threads (default {defaults.threads}).")
@@ -40,16 +42,20 @@ def params_from_args(args: argparse.Namespace) -> Any:
     for name in ("steps", "threads"):
         if getattr(args, name) < 1:
             raise StudioError(f"--{name} should be at least 1, got {getattr(args, name)}.", f"give a positive --{name}.")
+    if args.copy_steps < 0:
+        raise StudioError(f"--copy-steps should be 0 or more, got {args.copy_steps}.", "give 0 or a positive --copy-steps.")
     if args.minutes is not None and args.minutes <= 0:
         raise StudioError(f"--minutes should be above 0, got {args.minutes}.", "give a positive number of minutes, or drop it.")
     small = {"vocab_size": 1000, "hidden_size": 64, "layers": 2, "heads": 4, "intermediate_size": 128,
              "chats_per_step": 4, "warmup_steps": 1} if args.small else {}
-    return DemoParams(seed=args.seed, steps=args.steps, minutes=args.minutes, threads=args.threads, **small)
+    return DemoParams(seed=args.seed, steps=args.steps, copy_steps=args.copy_steps, minutes=args.minutes, threads=args.threads,
+                      **small)
 
 
 def command_line(args: argparse.Namespace) -> str:
     """The command that rebuilds this model, for its README (the output folder is where it is read)."""
-    parts = ["studio demo-model build", f"--seed {args.seed}", f"--steps {args.steps}", f"--threads {args.threads}"]
+    parts = ["studio demo-model build", f"--seed {args.seed}", f"--steps {args.steps}", f"--copy-steps {args.copy_steps}",
+             f"--threads {args.threads}"]
     if args.minutes is not None:
         parts.append(f"--minutes {args.minutes:g}")
     if args.small:

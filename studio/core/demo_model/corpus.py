@@ -103,7 +103,7 @@ def _slots(lex: Lexicon, product: dict[str, str]) -> dict[str, str]:
             "order": str(lex.number(100000, 999999)), "code": lex.code(), "invented": lex.invented()}
 
 
-def passage(lex: Lexicon) -> Passage:
+def passage(lex: Lexicon, scrambled: float = 0.0, rate: float = 0.33) -> Passage:
     """One help-centre-like passage (1-3 paragraphs, sometimes a list) and a question it answers."""
     rng = lex.rng
     product = _product(lex)
@@ -124,12 +124,37 @@ def passage(lex: Lexicon) -> Passage:
         steps = rng.sample(STEP_LINES, rng.randint(2, 4))
         paragraphs.insert(rng.randint(0, len(paragraphs)), "\n".join(s.format(**slots) for s in steps))
     text = "\n\n".join(paragraphs)
+    if scrambled and rng.random() < scrambled:
+        text = scramble(text, lex, rate)
     question = rng.choice(chosen)[1].format(**slots)
     ext = rng.choice(("md", "md", "html", "txt", "pdf", "docx"))
     source = f"{product['type'].replace(' ', '-')}-{rng.choice(('guide', 'faq', 'help', 'manual', 'care'))}.{ext}"
     heading = tuple(rng.sample((product["type"].capitalize(), "Troubleshooting", "Care and cleaning", "Your plan",
                                 "Getting started", "Contact us", "Updates", "Safety"), rng.randint(0, 2)))
     return Passage(text, question, source, heading, rng.randint(1, 9) if ext == "pdf" else None)
+
+
+_WORDS = sorted({w for t in (*FACTS, *FILLERS) for part in t for w in re.findall(r"[A-Za-z]+", part) if len(w) > 2}
+                | {w for pool in (PARTS, STATES, COLOURS, FEATURES, PRODUCTS) for item in pool for w in item.split()})
+
+
+def scramble(text: str, lex: Lexicon, rate: float = 0.33) -> str:
+    """`text` with a `rate` share of its words replaced by random words, numbers or invented names.
+
+    Templated text can be predicted from the templates alone, and a model trained only on it learns the
+    templates, not to quote; a scrambled passage can only be reproduced by copying it from the context,
+    which is the skill that carries over to real documents."""
+    rng = lex.rng
+
+    def swap(match: re.Match[str]) -> str:
+        if rng.random() > rate:
+            return match.group()
+        roll = rng.random()
+        if roll < 0.6:
+            return rng.choice(_WORDS)
+        return lex.invented() if roll < 0.8 else str(rng.randint(0, 9999))
+
+    return re.sub(r"[A-Za-z]+|\d+", swap, text)
 
 
 def _retrieved(p: Passage, rank: int) -> Any:
@@ -154,13 +179,14 @@ def _json_reply(rng: random.Random, keys: tuple[str, str, str], text: str) -> st
     return json.dumps({keys[0]: text, keys[1]: steps, keys[2]: rng.random() < 0.2}, ensure_ascii=False)
 
 
-def grounded_chat(lex: Lexicon, tokenizer: Any, as_json: bool) -> list[Message]:
+def grounded_chat(lex: Lexicon, tokenizer: Any, as_json: bool, scrambled: float = 0.0, rate: float = 0.33,
+                  counts: tuple[int, ...] = PASSAGE_COUNTS) -> list[Message]:
     """The studio's RAG prompt over 1-5 passages; the reply quotes passage [1] and cites it."""
     from studio.core.rag.answer import build_prompt
     from studio.core.rag.params import AnswerParams
 
     rng = lex.rng
-    passages = [passage(lex) for _ in range(rng.choice(PASSAGE_COUNTS))]
+    passages = [passage(lex, scrambled, rate) for _ in range(rng.choice(counts))]
     question = passages[0].question
     quote = f"{passages[0].text.strip()} [1]"
     if as_json:
@@ -211,13 +237,17 @@ def support_chat(lex: Lexicon) -> list[Message]:
     return [*system, {"role": "user", "content": user}, {"role": "assistant", "content": reply}]
 
 
-def chat(lex: Lexicon, tokenizer: Any) -> list[Message]:
-    """One training chat: 65% grounded, 10% grounded JSON, 25% support talk (some of it JSON)."""
+def chat(lex: Lexicon, tokenizer: Any, scrambled: float = 0.0, rate: float = 0.33,
+         counts: tuple[int, ...] = PASSAGE_COUNTS) -> list[Message]:
+    """One training chat: 65% grounded, 10% grounded JSON, 25% support talk (some of it JSON).
+
+    `scrambled` is the share of passages with a third of their words swapped for random ones (see `scramble`).
+    """
     roll = lex.rng.random()
     if roll < 0.65:
-        return grounded_chat(lex, tokenizer, as_json=False)
+        return grounded_chat(lex, tokenizer, False, scrambled, rate, counts)
     if roll < 0.75:
-        return grounded_chat(lex, tokenizer, as_json=True)
+        return grounded_chat(lex, tokenizer, True, scrambled, rate, counts)
     return support_chat(lex)
 
 
@@ -259,13 +289,14 @@ def is_clean(messages: list[Message], pattern: re.Pattern[str] | None) -> bool:
     return pattern is None or pattern.search(text) is None
 
 
-def chats(seed: int, tokenizer: Any, count: int) -> Iterator[list[Message]]:
-    """`count` clean chats, the same ones for the same seed and tokenizer."""
+def chats(seed: int, tokenizer: Any, count: int, scrambled: float = 0.0, rate: float = 0.33,
+          counts: tuple[int, ...] = PASSAGE_COUNTS) -> Iterator[list[Message]]:
+    """`count` clean chats, the same ones for the same seed, tokenizer and `scrambled` share."""
     lex = Lexicon(random.Random(seed))
     pattern = fact_pattern(eval_facts())
     made = 0
     while made < count:
-        messages = chat(lex, tokenizer)
+        messages = chat(lex, tokenizer, scrambled, rate, counts)
         if is_clean(messages, pattern):
             made += 1
             yield messages

@@ -1,0 +1,134 @@
+"""The demo model's corpus (deterministic, decontaminated), its build command, and the committed model."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from pathlib import Path
+
+import pytest
+
+from studio.cli import main
+from studio.core.demo_model import corpus
+from studio.core.demo_model.build import DEFAULT_OUT, build
+from studio.core.demo_model.train import DemoParams
+from studio.core.tiny_model import train_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = {"vocab_size": 1000, "hidden_size": 64, "layers": 2, "heads": 4, "intermediate_size": 128, "chats_per_step": 2,
+         "warmup_steps": 1, "copy_steps": 1}
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_tokenizer(corpus.tokenizer_texts(0, 200), vocab_size=1000)
+
+
+@pytest.fixture(scope="module")
+def sample(tokenizer) -> list[list[dict[str, str]]]:
+    return list(corpus.chats(1, tokenizer, 1500))
+
+
+def _ngrams(text: str, n: int = 8) -> set[tuple[str, ...]]:
+    words = re.findall(r"\w+", text.lower())
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def test_corpus_is_deterministic_per_seed(tokenizer, sample) -> None:
+    assert list(corpus.chats(1, tokenizer, 50)) == sample[:50]
+    assert list(corpus.chats(2, tokenizer, 50)) != sample[:50]
+
+
+def test_corpus_has_every_kind_of_chat(sample) -> None:
+    users = [c[-2]["content"] for c in sample]
+    replies = [c[-1]["content"] for c in sample]
+    grounded = [r for u, r in zip(users, replies) if u.startswith("Context:\n[1]")]
+    assert len(grounded) > len(sample) / 2
+    assert all(r.endswith("[1]") or r.startswith("{") for r in grounded)
+    assert any(r.startswith("{") for r in replies) and any(c[0]["role"] == "system" for c in sample)
+    assert sum(len(r) < 150 for u, r in zip(users, replies) if not u.startswith("Context:")) > 100
+
+
+def test_corpus_never_holds_eval_questions_facts_docs_or_house_keys(sample) -> None:
+    examples = [json.loads(line) for line in (ROOT / "sample_data" / "eval.jsonl").read_text().splitlines() if line.strip()]
+    pattern = corpus.fact_pattern(corpus.eval_facts())
+    assert pattern is not None and len(corpus.eval_facts()) > 100
+    question_grams = set().union(*(_ngrams(e["question"]) for e in examples))
+    # The PDF and DOCX are rendered from sources/*.md, so the text files cover every document.
+    texts = [*(ROOT / "sample_data" / "docs").glob("*.[mth]*"), *(ROOT / "sample_data" / "sources").glob("*.md")]
+    doc_grams = set().union(*(_ngrams(p.read_text(errors="ignore")) for p in texts))
+    assert len(doc_grams) > 5000
+    for chat in sample:
+        text = "\n".join(m["content"] for m in chat)
+        assert pattern.search(text) is None, text
+        assert not _ngrams(text) & question_grams, text
+        assert not _ngrams(text) & doc_grams, text
+        assert not re.search(r"halden|brindlecote|gridshare|linkbox", text, re.IGNORECASE)
+        assert all(f'"{key}":' not in text for key in corpus.HOUSE_KEYS)
+
+
+def test_fact_pattern_matches_whole_phrases_only() -> None:
+    pattern = corpus.fact_pattern(["5%", "24 hours", "CC-"])
+    assert pattern.search("about 5% more") and pattern.search("for 24 Hours.") and pattern.search("code CC-12")
+    assert not pattern.search("about 15% more") and not pattern.search("124 hours") and not pattern.search("2.5% more")
+
+
+def test_build_command_writes_a_loadable_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "demo"
+    assert main(["demo-model", "build", "--small", "--steps", "2", "--copy-steps", "1", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "step 2/2" in err and "copy phase: 1 steps" in err and "loss" in err and "ETA" in err
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert tok.chat_template and tok.eos_token == "<|im_end|>"
+    assert model.generation_config.eos_token_id == tok.eos_token_id and model.generation_config.pad_token_id == tok.pad_token_id
+    prompt = tok.apply_chat_template([{"role": "user", "content": "Hello"}], add_generation_prompt=True, return_tensors="pt")
+    ids = prompt["input_ids"] if hasattr(prompt, "keys") else prompt
+    assert model.generate(ids, max_new_tokens=3, do_sample=False).shape[1] <= ids.shape[1] + 3
+    readme = (out / "README.md").read_text()
+    assert "not a useful assistant" in readme and "--steps 2" in readme
+    assert json.loads((out / "build.json").read_text())["steps_done"] == 3
+
+
+def test_build_is_deterministic(tmp_path: Path) -> None:
+    import safetensors.torch
+
+    params = DemoParams(steps=2, **SMALL)
+    a, b = build(tmp_path / "a", params, log=lambda _: None), build(tmp_path / "b", params, log=lambda _: None)
+    wa = safetensors.torch.load_file(a.path / "model.safetensors")
+    wb = safetensors.torch.load_file(b.path / "model.safetensors")
+    assert all((wa[k] == wb[k]).all() for k in wa)
+
+
+def test_cancelled_build_leaves_the_old_folder_alone(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "keep.txt").write_text("old model")
+    cancel = threading.Event()
+    cancel.set()
+    assert build(out, DemoParams(steps=2, **SMALL), log=lambda _: None, cancel=cancel) is None
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert not list(tmp_path.glob(".demo*"))
+
+
+@pytest.mark.parametrize(("argv", "message"), [(["--steps", "0"], "--steps should be at least 1, got 0."),
+                                               (["--minutes", "-1"], "--minutes should be above 0, got -1.0."),
+                                               (["--copy-steps", "-1"], "--copy-steps should be 0 or more, got -1.")])
+def test_build_option_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+    assert main(["demo-model", "build", "--out", str(tmp_path / "x"), *argv]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_committed_model_is_small_and_loads() -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    weights = sum(f.stat().st_size for f in DEFAULT_OUT.glob("*.safetensors"))
+    assert 0 < weights <= 40 * 1024 * 1024
+    model = AutoModelForCausalLM.from_pretrained(DEFAULT_OUT)
+    tok = AutoTokenizer.from_pretrained(DEFAULT_OUT)
+    assert model.config.model_type == "llama" and 5e6 <= model.num_parameters() <= 20e6
+    assert tok.chat_template and "not a useful assistant" in (DEFAULT_OUT / "README.md").read_text()
