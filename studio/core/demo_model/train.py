@@ -27,7 +27,8 @@ class DemoParams:
     # the default build is the single phase that made the committed model.
     copy_steps: int = param_field(0, "Second phase: steps on chats whose passages are partly scrambled, so that "
                                   "quoting them takes copying (see corpus.scramble); 0 = none.", min=0, max=1_000_000, step=1)
-    scrambled: float = param_field(0.5, "Second phase: share of passages scrambled.", min=0.0, max=1.0, step=0.05)
+    scrambled: float = param_field(0.0, "Share of passages with a third of their words swapped for random ones, so "
+                                   "that quoting them takes copying (see corpus.scramble).", min=0.0, max=1.0, step=0.05)
     chats_per_step: int = param_field(16, "Chats per optimizer step.", min=1, max=1024, step=1)
     tokens_per_micro_batch: int = param_field(6144, "Most padded tokens in one forward pass.", min=256, max=65536, step=256)
     max_length: int = param_field(1400, "Chats longer than this many tokens are cut (the default RAG prompt fits).",
