@@ -82,7 +82,7 @@ class ModelRuntime:
                     return
                 with contextlib.suppress(StudioError):
                     self.load(replace(params, model=str(fallback), precision="auto"))
-                    self._set(error=None, notice=f"{params.model} could not be loaded ({err.message.rstrip(".")}), so the offline demo model "
+                    self._set(error=None, notice=f"{params.model} could not be loaded ({err.message.rstrip('.')}), so the offline demo model "
                                                  f"is loaded instead. {DEMO_NOTE} Load another model in the Models tab.")
                 return
             if Path(params.model).resolve() == Path(fallback or "").resolve():
