@@ -39,7 +39,7 @@ def build_playground_tab(services: Services) -> gr.Tab:
         with gr.Row(equal_height=False):
             with gr.Column(scale=4, min_width=420):
                 chatbot = gr.Chatbot(label="Conversation", height=420, buttons=["copy", "copy_all"],
-                                     placeholder="Load a model in the **Models** tab, pick a prompting technique, then send a message.")
+                                     placeholder="Pick a prompting technique, then send a message (the model in the header answers; change it in the **Models** tab).")
                 stats = gr.Markdown(elem_id="generation-stats")
                 with gr.Row(equal_height=True):
                     message = gr.Textbox(show_label=False, placeholder="Type a message and press Enter", scale=6, autofocus=True)
