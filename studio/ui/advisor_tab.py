@@ -12,7 +12,8 @@ from studio.config import field_help
 from studio.core.advisor import LABELS, Answers, Recommendation
 from studio.core.training.params import TrainParams
 from studio.errors import StudioError
-from studio.ui.widgets import HIDDEN, count, short_name, size, slider, user_errors
+from studio.ui.widgets import (
+    HIDDEN, count, model_choices, short_name, size, slider, target_module_choices, user_errors)
 
 if TYPE_CHECKING:
     from studio.services import Services
@@ -134,26 +135,16 @@ class AdvisorHandlers:
 
     def modules(self, model: str | None) -> Any:
         """The target-module picker offers the model's own linear layers (all-linear alone while it cannot resolve)."""
-        from studio.core.training.estimate import linear_module_names
-
-        try:
-            names = linear_module_names(model.strip()) if (model or "").strip() else []
-        except StudioError:
-            names = []
-        return gr.update(choices=["all-linear", *names])
+        return target_module_choices(model)
 
     def show(self, current: str | None) -> Any:
         """Fresh model choices when the tab opens; an empty picker takes the loaded model."""
-        models = self._models()
+        models = model_choices(self.runtime, self.workspace)
         return gr.update(choices=models, value=current or (models[0] if models else None))
 
     def default_model(self) -> str | None:
-        models = self._models()
+        models = model_choices(self.runtime, self.workspace)
         return models[0] if models else None
-
-    def _models(self) -> list[str]:
-        info = self.runtime.state.info
-        return list(dict.fromkeys(([info.name] if info else []) + self.workspace.recent_models()))
 
 
 def _targets(value: list[str] | str | None) -> str | list[str]:

@@ -14,7 +14,8 @@ from studio.core.training.params import Method, RunConfig, TrainParams
 from studio.errors import StudioError
 from studio.ui import training_views as views
 from studio.ui.adapters_panel import build_adapters_panel
-from studio.ui.widgets import HIDDEN, memory_markdown, merge_inputs, slider, user_errors
+from studio.ui.widgets import (
+    HIDDEN, memory_markdown, merge_inputs, model_choices, slider, target_module_choices, user_errors)
 
 if TYPE_CHECKING:
     from studio.services import Services
@@ -250,13 +251,7 @@ class TrainingHandlers:
 
     def modules(self, model: str | None) -> Any:
         """The target-module picker offers the picked model's real linear layers."""
-        from studio.core.training.estimate import linear_module_names
-
-        try:
-            names = linear_module_names(model.strip()) if (model or "").strip() else []
-        except StudioError:
-            names = []  # not resolvable yet (typing, offline): all-linear still works
-        return gr.update(choices=["all-linear", *names])
+        return target_module_choices(model)
 
     def show(self, current: str | None) -> tuple[Any, ...]:
         """Refresh pickers when the tab opens; re-attach to a running run (e.g. after a page reload).
@@ -267,16 +262,13 @@ class TrainingHandlers:
         names = [r.name for r in runs]
         running = [r.name for r in runs if r.status.active]
         value = current if current in names else (running[0] if running else (names[0] if names else None))
-        return gr.update(choices=self._models()), gr.update(choices=names, value=value), gr.update(choices=names)
+        return (gr.update(choices=model_choices(self.runtime, self.workspace)), gr.update(choices=names, value=value),
+                gr.update(choices=names))
 
     def default_model(self) -> str | None:
         """The picker's value on page load: the loaded model, else the most recently used one."""
-        models = self._models()
+        models = model_choices(self.runtime, self.workspace)
         return models[0] if models else None
-
-    def _models(self) -> list[str]:
-        info = self.runtime.state.info
-        return list(dict.fromkeys(([info.name] if info else []) + self.workspace.recent_models()))
 
     def _names(self) -> list[str]:
         return [r.name for r in self.training.runs()]

@@ -14,7 +14,8 @@ from studio.config import GenerationParams, field_help, field_range
 from studio.errors import ConfigError, StudioError
 
 if TYPE_CHECKING:
-    from studio.core.runtime import ModelState
+    from studio.core.runtime import ModelRuntime, ModelState
+    from studio.storage.workspace import Workspace
 
 MODEL_EVENTS: dict[str, Any] = {"concurrency_id": "model", "concurrency_limit": 1}
 """Keyword arguments for every event that uses model memory: one at a time, in order."""
@@ -141,6 +142,24 @@ def header_markdown(state: ModelState) -> str:
     if state.error:
         return "**No model loaded:** the last load failed (see the Models tab)."
     return "**No model loaded:** load one in the Models tab."
+
+
+def model_choices(runtime: ModelRuntime, workspace: Workspace) -> list[str]:
+    """Models a picker offers: the loaded one first, then the recently used ones."""
+    info = runtime.state.info
+    return list(dict.fromkeys(([info.name] if info else []) + workspace.recent_models()))
+
+
+def target_module_choices(model: str | None) -> Any:
+    """A target-module picker's choices: all-linear, then the model's own linear layers (none while it cannot
+    be resolved: being typed, or offline)."""
+    from studio.core.training.estimate import linear_module_names
+
+    try:
+        names = linear_module_names(model.strip()) if (model or "").strip() else []
+    except StudioError:
+        names = []
+    return gr.update(choices=["all-linear", *names])
 
 
 def offline() -> bool:
