@@ -76,19 +76,11 @@ def parse_args() -> argparse.Namespace:
 # Parent: build everything once, then measure each case in a fresh process -------------------------------
 def build_model(path: Path, shape: dict) -> Path:
     """A random-init Llama of `shape` with a BPE tokenizer trained on the benchmark's words (ids beyond it go unused)."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from studio.core.tiny_model import train_tokenizer
+    from studio.core.tiny_model import random_llama, train_tokenizer
 
     texts = [" ".join(random.Random(s).choice(WORDS) for _ in range(300)) for s in range(50)] + list(DOCS.values())
     tokenizer = train_tokenizer(texts, vocab_size=1000)
-    torch.manual_seed(0)
-    config = LlamaConfig(**{**shape, "vocab_size": shape["vocab_size"] or len(tokenizer)}, max_position_embeddings=4096,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
-    model = LlamaForCausalLM(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model = random_llama(tokenizer, max_position_embeddings=4096, **{k: v for k, v in shape.items() if v is not None})
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path

@@ -49,21 +49,31 @@ def build_tiny_model(path: str | Path, *, hidden_size: int = 64, layers: int = 2
                      texts: Iterable[str] | None = None, chat_template: str | None = CHAT_TEMPLATE,
                      max_position_embeddings: int = 2048) -> Path:
     """Write a random-init Llama model + tokenizer to `path` and return it. Seconds on a CPU."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     path = Path(path)
     tokenizer = train_tokenizer(texts or [_SEED_TEXT] * 4, vocab_size=vocab_size, chat_template=chat_template or "")
     if chat_template is None:
         tokenizer.chat_template = None
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=intermediate_size or hidden_size * 2,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-                         max_position_embeddings=max_position_embeddings, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id, bos_token_id=None, tie_word_embeddings=False)
-    model = LlamaForCausalLM(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model = random_llama(tokenizer, hidden_size=hidden_size, layers=layers, heads=heads, intermediate_size=intermediate_size,
+                         seed=seed, max_position_embeddings=max_position_embeddings)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+def random_llama(tokenizer: Any, *, hidden_size: int = 64, layers: int = 2, heads: int = 4, intermediate_size: int | None = None,
+                 seed: int = 0, max_position_embeddings: int = 2048, **config: Any) -> Any:
+    """A random-init LlamaForCausalLM sized for `tokenizer`, with its EOS and pad ids (no BOS) in the config and
+    generation config. `config` overrides LlamaConfig fields (num_key_value_heads, tie_word_embeddings, a
+    vocab_size above the tokenizer's, ...)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    fields = {"vocab_size": len(tokenizer), "hidden_size": hidden_size, "intermediate_size": intermediate_size or hidden_size * 2,
+              "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": heads,
+              "max_position_embeddings": max_position_embeddings, "eos_token_id": tokenizer.eos_token_id,
+              "pad_token_id": tokenizer.pad_token_id, "bos_token_id": None, "tie_word_embeddings": False}
+    model = LlamaForCausalLM(LlamaConfig(**{**fields, **config}))
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model

@@ -46,15 +46,10 @@ def make_tokenizer(params: DemoParams) -> Any:
 
 
 def make_model(tokenizer: Any, params: DemoParams) -> Any:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from studio.core.tiny_model import random_llama
 
-    torch.manual_seed(params.seed)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=params.hidden_size, intermediate_size=params.intermediate_size,
-                         num_hidden_layers=params.layers, num_attention_heads=params.heads, num_key_value_heads=params.heads,
-                         max_position_embeddings=2048, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                         bos_token_id=None, tie_word_embeddings=False, initializer_range=0.02)
-    return LlamaForCausalLM(config)
+    return random_llama(tokenizer, hidden_size=params.hidden_size, layers=params.layers, heads=params.heads,
+                        intermediate_size=params.intermediate_size, seed=params.seed, initializer_range=0.02)
 
 
 def build(out: str | Path = DEFAULT_OUT, params: DemoParams | None = None, log: Callable[[str], None] = print,
