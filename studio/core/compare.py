@@ -27,7 +27,7 @@ import torch
 from studio.config import GenerationParams
 from studio.core.evaluation.runner import BASE, Variant, check_variants, left_padded, mixed_batches_supported
 from studio.core.generation import (
-    CancelCriteria, GenerationStats, Message, _Decoder, eos_ids, generation_kwargs, render_prompt, seed_everything)
+    CancelCriteria, GenerationStats, Message, _Decoder, _QueueStreamer, eos_ids, generation_kwargs, render_prompt, seed_everything)
 from studio.core.prompting import build_messages
 from studio.errors import GenerationError, StudioError
 
@@ -225,22 +225,6 @@ def _stream_rows(manager: ModelManager, rows: list[_Row], params: GenerationPara
         worker.join(timeout=30)
 
 
-class _RowStreamer:
-    """transformers streamer: skips the prompt, then hands each step's token per row to the consumer."""
-
-    def __init__(self, out: queue.Queue) -> None:
-        self.out, self.skip_prompt = out, True
-
-    def put(self, value: torch.Tensor) -> None:
-        if self.skip_prompt:
-            self.skip_prompt = False
-            return
-        self.out.put(("step", value.reshape(-1).tolist()))
-
-    def end(self) -> None:
-        pass
-
-
 class _RowStops:
     """Ends a row once its stop string appeared (per-row), and every row on cancel."""
 
@@ -279,7 +263,7 @@ def _batch_worker(manager: ModelManager, rows: list[_Row], params: GenerationPar
                 kwargs["adapter_names"] = [r.adapter or BASE for r in rows]
             seed_everything(params.seed)
             with torch.inference_mode():
-                model.generate(input_ids=ids, attention_mask=mask, streamer=_RowStreamer(events),
+                model.generate(input_ids=ids, attention_mask=mask, streamer=_QueueStreamer(events, "step"),
                                stopping_criteria=StoppingCriteriaList([_RowStops(stopped, stops)]), **kwargs)
             events.put(("done", eos))
     except torch.OutOfMemoryError:

@@ -109,17 +109,18 @@ def _check_messages(messages: list[Message]) -> None:
 
 
 class _QueueStreamer:
-    """transformers streamer that only hands token ids over; decoding happens in the consumer."""
+    """transformers streamer that only hands token ids over, as (kind, ids of this step: one per row);
+    decoding happens in the consumer."""
 
-    def __init__(self, out: queue.Queue) -> None:
-        self.out = out
+    def __init__(self, out: queue.Queue, kind: str = "ids") -> None:
+        self.out, self.kind = out, kind
         self.skip_prompt = True
 
     def put(self, value: torch.Tensor) -> None:
         if self.skip_prompt:  # the first call carries the prompt
             self.skip_prompt = False
             return
-        self.out.put(("ids", value.reshape(-1).tolist()))
+        self.out.put((self.kind, value.reshape(-1).tolist()))
 
     def end(self) -> None:
         pass
