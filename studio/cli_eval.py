@@ -164,11 +164,10 @@ def _progress(done: int, total: int) -> None:
 
 def scorecard(run: EvaluationRun) -> str:
     """Every metric (rows) for every variant (columns); '-' where a metric does not apply (no facts, no schema)."""
-    from studio.core.evaluation.metrics import MEAN_METRICS
+    from studio.core.evaluation.metrics import SCORECARD_METRICS, format_score
 
     names = [v.name for v in run.variants]
-    metrics = ["n", *MEAN_METRICS, "corpus_bleu", "corpus_chrf"]
-    rows = [[m, *(_cell(run.aggregates[n].get(m)) for n in names)] for m in metrics
+    rows = [[m, *(format_score(run.aggregates[n].get(m)) for n in names)] for m in SCORECARD_METRICS
             if any(m in run.aggregates[n] for n in names)]
     header = ["metric", *names]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
@@ -177,11 +176,3 @@ def scorecard(run: EvaluationRun) -> str:
     for row in [header, *rows]:
         lines.append("  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
     return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.3f}" if isinstance(value, float) else str(value)

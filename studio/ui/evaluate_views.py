@@ -10,7 +10,8 @@ import html
 import json
 from typing import Any
 
-from studio.core.evaluation.metrics import MEAN_METRICS, fact_recall
+from studio.core.evaluation.metrics import SCORECARD_METRICS, fact_recall
+from studio.core.evaluation.metrics import format_score as cell
 from studio.ui.widgets import short_name
 
 # metric -> (label, which way is better: "up", "down", or None for descriptive numbers with no winner)
@@ -21,19 +22,9 @@ METRICS: dict[str, tuple[str, str | None]] = {
     "chars": ("Answer characters", None), "latency_s": ("Seconds per answer", "down"),
     "corpus_bleu": ("BLEU (corpus)", "up"), "corpus_chrf": ("chrF (corpus)", "up"),
 }
-TABLE_METRICS = ("n", *MEAN_METRICS, "corpus_bleu", "corpus_chrf")  # the CLI scorecard's rows, in its order
 FEW_EXAMPLES = 30
 COLOURS = ("#6366f1", "#10b981", "#f59e0b", "#ef4444", "#0ea5e9", "#a855f7", "#84cc16", "#f97316")
 PROBE_HEADERS = ["metric", "base", "tuned", "drop", "verdict"]
-
-
-def cell(value: Any) -> str:
-    """A scorecard cell exactly as `studio eval` prints it: '-' (does not apply), an integer, or 3 decimals."""
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def plural(n: int, word: str) -> str:
@@ -95,7 +86,7 @@ def scorecard_table(run: Any) -> dict[str, Any]:
     """Metric rows × variant columns (the CLI's scorecard) plus a 'best' column naming the leader(s)."""
     names = [v.name for v in run.variants]
     rows = []
-    for metric in TABLE_METRICS:
+    for metric in SCORECARD_METRICS:
         values = _values(run, metric)
         if all(v is None for v in values.values()):
             continue

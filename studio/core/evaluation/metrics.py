@@ -53,6 +53,16 @@ class ExampleScores:
 
 MEAN_METRICS = ("exact_match", "rouge_l", "bleu", "chrf", "fact_recall", "json_valid", "schema_valid", "refusal",
                 "tokens", "chars", "latency_s")
+SCORECARD_METRICS = ("n", *MEAN_METRICS, "corpus_bleu", "corpus_chrf")  # a scorecard's rows, in order (CLI and UI)
+
+
+def format_score(value: Any) -> str:
+    """A scorecard cell: '-' (does not apply), an integer, or 3 decimals; the CLI and the UI print the same."""
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 def normalize_answer(text: str) -> str:
