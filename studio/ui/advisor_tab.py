@@ -56,12 +56,11 @@ def build_advisor_tab(services: Services) -> gr.Tab:
         calc = _calculator(on.default_model)
 
     recommend.click(on.recommend, None, [ladder, advice], inputs_kwargs=answers, api_name="recommend")
-    # One at a time: both build the model on the meta device, and two threads importing transformers for the
-    # first time at once can fail ("cannot import name 'AutoConfig'"), as typing a model then pressing Calculate did.
-    shapes = {"concurrency_id": "advisor-shapes", "concurrency_limit": 1}
+    # The lookup and Calculate may run at once (a model typed, then Calculate): Services resolved transformers'
+    # lazy names at start-up, whose first import from two threads at once had failed here.
     calc["run"].click(on.memory, [calc["model"], calc["rank"], calc["targets"], calc["batch_size"], calc["seq_len"]],
-                      [calc["table"], calc["verdicts"], calc["plot"]], api_name="memory", **shapes)
-    calc["model"].change(on.modules, calc["model"], calc["targets"], show_progress="hidden", **shapes, **HIDDEN)
+                      [calc["table"], calc["verdicts"], calc["plot"]], api_name="memory")
+    calc["model"].change(on.modules, calc["model"], calc["targets"], show_progress="hidden", **HIDDEN)
     tab.select(on.show, calc["model"], calc["model"], show_progress="hidden", **HIDDEN)
     return tab
 
