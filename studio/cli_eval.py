@@ -20,15 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from studio.cli import load_model, model_options
 from studio.config import Settings
+from studio.core.evaluation.variants import NEEDS_ADAPTER, NEEDS_COLLECTION, VARIANTS, build_variants
 from studio.errors import StudioError
 
 if TYPE_CHECKING:
-    from studio.core.evaluation.runner import EvaluationRun, Variant
+    from studio.core.evaluation.runner import EvaluationRun
     from studio.core.prompting import PromptSpec
 
-VARIANTS = ("base", "prompt", "rag", "tuned", "tuned+rag")
-NEEDS_ADAPTER = ("tuned", "tuned+rag")
-NEEDS_COLLECTION = ("rag", "tuned+rag")
 DEFAULT_MAX_NEW_TOKENS = 256
 
 
@@ -89,15 +87,6 @@ def check_options(args: argparse.Namespace, settings: Settings) -> list[str]:
 
 def _variants(names: list[str]) -> str:
     return f"Variant {names[0]} needs" if len(names) == 1 else f"Variants {', '.join(names)} need"
-
-
-def build_variants(names: list[str], adapter: str | None, collection: str | None, prompt: PromptSpec) -> list[Variant]:
-    from studio.core.evaluation.runner import Variant
-
-    table = {"base": Variant("base"), "prompt": Variant("prompt", prompt=prompt),
-             "rag": Variant("rag", knowledge_base=collection), "tuned": Variant("tuned", adapter=adapter),
-             "tuned+rag": Variant("tuned+rag", adapter=adapter, knowledge_base=collection)}
-    return [table[n] for n in names]
 
 
 def _prompt_spec(workspace: Any, preset: str | None) -> PromptSpec:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from studio.cli_eval import NEEDS_ADAPTER, NEEDS_COLLECTION as NEEDS_KB
+from studio.core.evaluation.variants import NEEDS_ADAPTER, NEEDS_COLLECTION as NEEDS_KB
 from studio.storage.votes import BOTH_BAD, TIE
 from studio.ui.evaluate_tab import VARIANT_LABELS as KINDS  # noqa: F401  (the pane kinds are the evaluation's variants)
 from studio.ui.rag_views import highlighted, where_label

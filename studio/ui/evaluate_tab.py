@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import gradio as gr
 
-from studio.cli_eval import NEEDS_ADAPTER, NEEDS_COLLECTION, VARIANTS, build_variants
+from studio.core.evaluation.variants import NEEDS_ADAPTER, NEEDS_COLLECTION, VARIANTS, build_variants
 from studio.core.evaluation.data import load_examples
 from studio.errors import GenerationError, StudioError
 from studio.storage.workspace import check_name

@@ -108,7 +108,8 @@ def evaluate_variants(model_dir: str | Path, workspace: Any, adapter: Path, log:
     from studio.config import GenerationParams, LoadParams
     from studio.core.evaluation import store
     from studio.core.evaluation.data import load_examples
-    from studio.core.evaluation.runner import Variant, evaluate
+    from studio.core.evaluation.runner import evaluate
+    from studio.core.evaluation.variants import build_variants
     from studio.core.models import ModelManager
     from studio.core.rag.service import RagService
 
@@ -116,8 +117,7 @@ def evaluate_variants(model_dir: str | Path, workspace: Any, adapter: Path, log:
     manager.load(LoadParams(model=str(model_dir)))
     name = manager.attach_adapter(str(adapter)).adapters[-1]
     rag = RagService(workspace, manager)
-    variants = [Variant("base"), Variant("rag", knowledge_base=KB_NAME), Variant("tuned", adapter=name),
-                Variant("tuned+rag", adapter=name, knowledge_base=KB_NAME)]
+    variants = build_variants(["base", "rag", "tuned", "tuned+rag"], name, KB_NAME)
     examples = load_examples(SAMPLE_DATA / "eval.jsonl", limit)
     run = evaluate(manager, examples, variants, GenerationParams(temperature=0.0, max_new_tokens=MAX_NEW_TOKENS), rag, 8,
                    progress=lambda done, total: log(f"evaluating: {done}/{total} answers") if done % 40 == 0 else None,
