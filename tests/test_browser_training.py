@@ -31,19 +31,31 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]
 
 
 def open_training(page: Any, url: str, model_dir: Path) -> None:
+    from playwright.sync_api import expect
+
     page.goto(url)
     page.get_by_role("tab", name="Training").click()
     model = page.get_by_label("Base model")
-    model.fill(str(model_dir))
-    model.press("Enter")
+    # The picker's page-load value (the loaded model, none here) can land after a path typed in the first instant
+    # and clear it, which no person types fast enough to see; type again until the path stays.
+    for _ in range(5):
+        model.fill(str(model_dir))
+        model.press("Enter")
+        page.wait_for_timeout(500)
+        if model.input_value() == str(model_dir):
+            break
+    expect(model).to_have_value(str(model_dir))
     page.get_by_role("button", name="Use the sample dataset").click()
 
 
 def set_max_steps(page: Any, steps: int) -> None:
+    from playwright.sync_api import expect
+
     page.get_by_text("More options").click()
     box = page.get_by_label("number input for Max steps")
     box.fill(str(steps))
-    box.press("Enter")
+    box.press("Tab")  # the slider commits a typed value when its box loses focus
+    expect(box).to_have_value(str(steps))
 
 
 def test_check_the_sample_dataset_then_train_and_watch(page: Any, studio: tuple[str, Any], tiny_model_dir: Path,  # noqa: F811
@@ -53,7 +65,11 @@ def test_check_the_sample_dataset_then_train_and_watch(page: Any, studio: tuple[
     open_training(page, studio[0], tiny_model_dir)
     expect(page.get_by_label("Dataset path")).to_have_value(str(SAMPLE_TRAIN))
     page.get_by_role("button", name="Check dataset").click()
-    expect(page.locator("#training-report")).to_contain_text("Ready to train", timeout=60_000)
+    try:
+        expect(page.locator("#training-report")).to_contain_text("Ready to train", timeout=60_000)
+    except AssertionError:
+        raise AssertionError(f"check failed: {page.locator('.toast-body').all_inner_texts()}, model "
+                             f"{page.get_by_label('Base model').input_value()!r}") from None
     expect(page.locator("#training-preview")).to_contain_text("Example 1 of")
     expect(page.locator("#training-preview .train-on").first).to_contain_text('"answer"')
 
@@ -61,6 +77,8 @@ def test_check_the_sample_dataset_then_train_and_watch(page: Any, studio: tuple[
     page.get_by_label("Run name").fill("browser-run")
     page.get_by_role("button", name="Start training").click()
     status = page.locator("#training-status")
+    expect(page.locator("#training-estimate")).to_contain_text("Started browser-run: lora on train.jsonl, stops after 8 steps",
+                                                              timeout=30_000)
     expect(status).to_contain_text("browser-run", timeout=30_000)
     expect(status).to_contain_text("finished", timeout=240_000)
     expect(status).to_contain_text("step 8 of 8")
@@ -86,7 +104,8 @@ def test_qlora_run_survives_a_reload_stops_with_an_adapter_and_resumes(page: Any
     page.get_by_role("button", name="Start training").click()
     status = page.locator("#training-status")
     try:
-        expect(page.locator("#training-estimate")).to_contain_text("Started qlora-run", timeout=30_000)
+        expect(page.locator("#training-estimate")).to_contain_text("Started qlora-run: qlora on train.jsonl, stops after 24 steps",
+                                                                  timeout=30_000)
     except AssertionError:
         raise AssertionError(f"start failed: {page.locator('.toast-body').all_inner_texts()}") from None
     expect(page.get_by_label("Run", exact=True)).to_have_value("qlora-run")

@@ -104,7 +104,8 @@ def test_a_run_trains_in_a_worker_and_the_view_follows_it(studio: tuple[Any, Any
     run, note = client.predict(str(tiny_model_dir), str(data["good"]), "", 0.2, "ui-run", train_max_steps=6,
                                train_logging_steps=1, train_eval_steps=3, train_per_device_batch_size=2,
                                train_gradient_accumulation=1, api_name="/training_start")
-    assert run["value"] == "ui-run" and note == "Started **ui-run**."
+    assert run["value"] == "ui-run"
+    assert note == f"Started **ui-run**: lora on {data['good'].name}, stops after 6 steps, batch 2 × 1."
     with pytest.raises(AppError, match="already exists"):
         client.predict(str(tiny_model_dir), str(data["good"]), "", 0.2, "ui-run", api_name="/training_start")
     status = wait_until_done(services, "ui-run")

@@ -367,14 +367,18 @@ class _Turn:
     def follow(self, events: Iterator[Any]) -> Iterator[tuple[Any, ...]]:
         shown_at = 0.0
         for event in events:
+            first_token = False
             if event.kind == "text":
+                first_token = not self.texts[event.pane]
                 self.texts[event.pane] += event.payload
             elif event.kind == "sources":
                 self.sources[event.pane] = views.sources_html(event.payload)
             else:
                 self._done(event.pane, event.payload)
             now = time.monotonic()
-            if event.kind != "text" or now - shown_at >= YIELD_EVERY_S:
+            # Sources, finished panes and each pane's first token show at once (time to first token is visible however
+            # fast the model is); the tokens after it are batched into frames at most every YIELD_EVERY_S.
+            if event.kind != "text" or first_token or now - shown_at >= YIELD_EVERY_S:
                 shown_at = now
                 yield self.frame("_Generating…_")
 

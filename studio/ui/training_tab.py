@@ -219,9 +219,10 @@ class TrainingHandlers:
 
     def start(self, model: str, dataset: str, validation: str, val_ratio: float, name: str, **values: Any) -> tuple[Any, ...]:
         with user_errors():
-            run = self.training.start(self._config(model, dataset, validation, val_ratio, name, values))
+            config = self._config(model, dataset, validation, val_ratio, name, values)
+            run = self.training.start(config)
         gr.Info(f"Run {run!r} started in its own process. Its curves appear below as it logs.")
-        return gr.update(choices=self._names(), value=run), f"Started **{run}**."
+        return gr.update(choices=self._names(), value=run), views.started_markdown(run, config)
 
     # Live view -------------------------------------------------------------------------------------------------------
     def refresh(self, run: str | None, overlay: list[str] | None) -> tuple[Any, ...]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import time
+from pathlib import Path
 from typing import Any
 
 STATE_LABELS = {"queued": "queued", "running": "running", "finished": "finished", "stopped": "stopped",
@@ -77,6 +78,14 @@ def preview_html(segments: list[tuple[str, bool]], eos: list[bool], number: int,
                 "the template does not end some assistant turns: the EOS token is appended so the model learns to stop")
     return (f"<div class='train-preview-head'>Example {number} of {total} · highlighted = tokens the loss is computed on · "
             f"{eos_note}</div><pre class='train-preview'>{body}</pre>")
+
+
+def started_markdown(run: str, config: Any) -> str:
+    """What a just-started run will do, so a wrong setting shows before its curves do."""
+    p = config.train
+    until = f"stops after {p.max_steps} steps" if p.max_steps else f"runs {p.epochs:g} epoch{'s' if p.epochs != 1 else ''}"
+    return (f"Started **{run}**: {p.method} on {Path(config.dataset).name}, {until}, "
+            f"batch {p.per_device_batch_size} × {p.gradient_accumulation}.")
 
 
 def estimate_markdown(counts: Any, memory: Any, fits: bool, verdict: str) -> str:
