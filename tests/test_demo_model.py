@@ -123,6 +123,18 @@ def test_build_option_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize(("kwargs", "message"), [({"steps": 0}, "`steps` should be a number between 1"),
+                                                 ({"learning_rate": 0.5}, "`learning_rate` should be a number between"),
+                                                 ({"threads": 1.5}, "`threads` should be a whole number"),
+                                                 ({"hidden_size": 96, "heads": 5}, "not a multiple of `heads`"),
+                                                 ({"minutes": 0}, "`minutes` should be a positive number")])
+def test_params_out_of_range_are_refused_before_building(kwargs: dict, message: str) -> None:
+    from studio.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        DemoParams(**kwargs)
+
+
 def test_committed_model_is_small_and_loads() -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -11,10 +11,11 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from studio.config import param_field
+from studio.config import check_range, param_field
+from studio.errors import ConfigError
 
 
 @dataclass
@@ -44,6 +45,17 @@ class DemoParams:
                               "machine (so the same seed gives the same weights) and is fastest on a busy CPU.", min=1, max=256, step=1)
     minutes: float | None = field(default=None, metadata={"help": "Stop early after this many minutes (the result then "
                                                           "depends on the machine's speed)."})
+
+    def __post_init__(self) -> None:
+        """Every number within its declared range (a bad `--steps` or `--threads` fails here, before a long build)."""
+        for f in fields(self):
+            if f.metadata.get("min") is not None:
+                check_range(DemoParams, self, f.name)
+        if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):
+            raise ConfigError(f"`minutes` should be a positive number, got {self.minutes!r}.", "leave it out or give minutes > 0.")
+        if self.hidden_size % self.heads:
+            raise ConfigError(f"`hidden_size` {self.hidden_size} is not a multiple of `heads` {self.heads}.",
+                              "pick a width that the head count divides.")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
