@@ -6,8 +6,9 @@ Four kinds of chat, all about invented products (see `lexicon`):
   thereby learns to copy, not to know: any fact it states later must come from retrieved context.
 - grounded JSON: the same, but the question asks for a JSON object with keys named in the question
   (never the studio's house keys answer/steps/escalate), and the quote goes into the first key.
-- support talk: a question with no context gets a short, generic reply (often "I don't know the
-  details"), with or without an unrelated system prompt.
+- support talk: a question with no context gets a short, generic reply, with or without an unrelated
+  system prompt: mostly everyday customer-support talk from `support_talk` (a warm reply, sometimes its
+  steps, often after a few earlier exchanges), sometimes "I don't know the details" about an invented product.
 - plain JSON: a question asking for JSON with named keys, answered generically.
 Replies are short and end with the chat template's end token, so the model learns to stop.
 """
@@ -22,15 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from studio.core.demo_model import support_talk
 from studio.core.demo_model.lexicon import (BENEFITS, BUTTONS, COLOURS, DAYS, FEATURES, ISSUES, LIGHT_VERBS, PARTS,
                                             PLANS, PRODUCTS, STATES, Lexicon)
 
 Message = dict[str, str]
 EVAL_FILE = Path(__file__).resolve().parents[3] / "sample_data" / "eval.jsonl"
 HOUSE_KEYS = ("answer", "steps", "escalate")
-TEXT_KEYS = ("reply", "response", "text", "message", "summary", "result", "note", "quote")
-LIST_KEYS = ("todo", "actions", "tasks", "items", "instructions", "checklist", "next")
-FLAG_KEYS = ("urgent", "handoff", "needs_human", "priority", "flag", "callback")
+# Other services' key names. Some contain the house keys' words (never the house keys themselves, see is_clean),
+# as real JSON would: a byte-level BPE then has tokens for those words when written without a leading space.
+TEXT_KEYS = ("reply", "response", "text", "message", "summary", "result", "note", "quote", "answer_text", "short_answer")
+LIST_KEYS = ("todo", "actions", "tasks", "items", "instructions", "checklist", "next", "next_steps", "steps_to_take")
+FLAG_KEYS = ("urgent", "handoff", "needs_human", "priority", "flag", "callback", "escalate_now", "escalated")
 SYSTEM_PROMPTS = ("You are a helpful assistant.", "You are a friendly support agent. Keep answers short.",
                   "You help customers with their home appliances.", "Be polite and concise.",
                   "You are an assistant for a small online shop.", "Answer in plain English.",
@@ -215,26 +219,55 @@ SMALL_TALK = (("Hello!", "Hello! How can I help you today?"), ("Thanks, that hel
               ("Who are you?", "I'm a tiny demo assistant. I can quote documents you give me, but I know very little."),
               ("Good morning", "Good morning! How can I help?"))
 NO_CONTEXT_NOTE = " This is not backed by the documents."
+BANK_EARLIER = (0, 1, 2, 3, 4, 5)  # how many earlier bank exchanges a bank chat has (drawn from these)
+BANK_TOKENIZER_TEXTS = 3000  # support-bank exchanges added to the tokenizer's training text
+
+
+def _bank_reply(rng: random.Random, e: support_talk.Exchange) -> str:
+    """The exchange's reply, sometimes followed by its steps as a short list."""
+    if not e.steps or rng.random() < 0.4:
+        return e.reply
+    bullet = rng.choice(("- ", "* ", "", ""))
+    return e.reply + "\n" + "\n".join(bullet + s for s in e.steps)
 
 
 def support_chat(lex: Lexicon) -> list[Message]:
-    """A question without context and a short generic reply, sometimes under an unrelated system prompt."""
+    """A question without context and a short generic reply, sometimes under an unrelated system prompt.
+
+    Most come from the generic support bank (`support_talk`): everyday customer-support questions with a
+    warm reply, steps and an escalate flag; some are "I don't know the details" replies about invented
+    products, some small talk. A JSON request gets the reply, the steps and the flag under its own keys."""
     rng = lex.rng
     product = _product(lex)
     slots = _slots(lex, product)
-    if rng.random() < 0.12:
+    roll = rng.random()
+    bank: support_talk.Exchange | None = None
+    if roll < 0.08:
         user, reply = rng.choice(SMALL_TALK)
-    else:
+    elif roll < 0.22:
         user, reply = rng.choice(GENERIC_QUESTIONS).format(**slots), rng.choice(GENERIC_REPLIES).format(**slots)
+    else:
+        bank = support_talk.exchange(rng)
+        user, reply = bank.question, bank.reply
+    history: list[Message] = []
+    for _ in range(rng.choice(BANK_EARLIER) if bank is not None else 0):  # earlier exchanges in the same chat
+        earlier = support_talk.exchange(rng)
+        history += [{"role": "user", "content": earlier.question}, {"role": "assistant", "content": _bank_reply(rng, earlier)}]
     if rng.random() < 0.1:  # the RAG prompt when nothing relevant was retrieved
         from studio.core.rag.answer import NO_CONTEXT_INSTRUCTION
 
         user, reply = f"Question: {user}\n\n{NO_CONTEXT_INSTRUCTION}", reply + NO_CONTEXT_NOTE
     if rng.random() < 0.15:
         request, keys = _json_request(rng)
-        user, reply = f"{user} {request}", _json_reply(rng, keys, reply)
+        user = f"{user} {request}"
+        if bank is not None:
+            reply = json.dumps({keys[0]: reply, keys[1]: list(bank.steps), keys[2]: bank.escalate}, ensure_ascii=False)
+        else:
+            reply = _json_reply(rng, keys, reply)
+    elif bank is not None and not reply.endswith(NO_CONTEXT_NOTE):
+        reply = _bank_reply(rng, bank)
     system = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS)}] if rng.random() < 0.3 else []
-    return [*system, {"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+    return [*system, *history, {"role": "user", "content": user}, {"role": "assistant", "content": reply}]
 
 
 def chat(lex: Lexicon, tokenizer: Any, scrambled: float = 0.0, rate: float = 0.33,
@@ -258,6 +291,7 @@ def tokenizer_texts(seed: int, count: int = 3000) -> Iterator[str]:
         p = passage(lex)
         yield f"{p.source} {' > '.join(p.heading)}\n{p.text}\n{p.question}"
         yield " ".join(m["content"] for m in support_chat(lex))
+    yield from support_talk.texts(lex.rng, BANK_TOKENIZER_TEXTS * count // 3000)
 
 
 # ---------------------------------------------------------------- decontamination
