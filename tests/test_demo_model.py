@@ -123,8 +123,29 @@ def test_build_option_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert not (tmp_path / "x").exists()
 
 
+def test_scaling_the_stream_keeps_every_logit_and_shrinks_the_stream(tokenizer, tmp_path: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from studio.core.demo_model.build import make_model, save, scale_stream
+
+    model = make_model(tokenizer, DemoParams(**SMALL))
+    ids = torch.tensor([tokenizer("How do I update my card details?")["input_ids"]])
+    with torch.no_grad():
+        before = model(ids, output_hidden_states=True)
+        scale_stream(model, 0.01)
+        after = model(ids, output_hidden_states=True)
+    assert torch.allclose(before.logits, after.logits, atol=1e-4)
+    for old, new in zip(before.hidden_states[:-1], after.hidden_states[:-1]):  # the last one is after the final norm
+        assert torch.allclose(new, old * 0.01, atol=1e-6)
+    reloaded = AutoModelForCausalLM.from_pretrained(save(model, tokenizer, tmp_path / "scaled"))  # the eps travels in the config
+    with torch.no_grad():
+        assert torch.allclose(reloaded(ids).logits, before.logits, atol=1e-4)
+
+
 @pytest.mark.parametrize(("kwargs", "message"), [({"steps": 0}, "`steps` should be a number between 1"),
                                                  ({"learning_rate": 0.5}, "`learning_rate` should be a number between"),
+                                                 ({"stream_scale": 0}, "`stream_scale` should be a number between"),
                                                  ({"threads": 1.5}, "`threads` should be a whole number"),
                                                  ({"hidden_size": 96, "heads": 5}, "not a multiple of `heads`"),
                                                  ({"minutes": 0}, "`minutes` should be a positive number")])

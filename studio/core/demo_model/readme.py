@@ -51,6 +51,9 @@ def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
            if p["copy_steps"] else "")
         + f"; peak learning rate {p['learning_rate']}, {p['warmup_steps']} warm-up steps then cosine decay; "
         f"loss on the replies only; seed {p['seed']}.",
+        *([f"- Then its residual stream was scaled by {p['stream_scale']} (`build.scale_stream`: embeddings, value and "
+           "up projections, RMSNorm epsilon; every logit stays the same), so that a LoRA with the Training tab's "
+           "defaults moves this small model about as far as it would a larger one."] if p.get("stream_scale", 1.0) != 1.0 else []),
         f"- Time: {record['seconds'] / 60:.1f} min on {record['machine']} (built {record['built']}).",
         "",
     ]

@@ -41,6 +41,10 @@ class DemoParams:
     layers: int = param_field(4, "Transformer blocks.", min=1, max=48, step=1)
     heads: int = param_field(8, "Attention heads.", min=1, max=64, step=1)
     intermediate_size: int = param_field(512, "MLP width.", min=32, max=16384, step=32)
+    stream_scale: float = param_field(0.01, "After training, the residual stream is scaled by this factor without "
+                                      "changing what the model computes (see build.scale_stream): a LoRA on the value and "
+                                      "up projections then moves it as far as it moves a larger model. 1 = leave as trained.",
+                                      min=0.001, max=1.0, step=0.001)
     threads: int = param_field(1, "CPU threads for torch. One thread keeps the float sums in the same order on every "
                               "machine (so the same seed gives the same weights) and is fastest on a busy CPU.", min=1, max=256, step=1)
     minutes: float | None = field(default=None, metadata={"help": "Stop early after this many minutes (the result then "
