@@ -30,38 +30,34 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Any]
         yield launched
 
 
-def open_training(page: Any, url: str, model_dir: Path) -> None:
+def type_until_kept(page: Any, box: Any, value: str, commit: str) -> None:
+    """Type `value` and press `commit`, again until the box keeps it (at most 5 tries).
+
+    A value typed in the page's first instant can be replaced by a page-load value (the model picker's default),
+    and a full CI run once saw the Max steps slider back at its default right after typing; the start note the
+    tests check afterwards says what the server really received."""
     from playwright.sync_api import expect
 
+    for _ in range(5):
+        box.fill(value)
+        box.press(commit)
+        page.wait_for_timeout(500)
+        if box.input_value() == value:
+            break
+    expect(box).to_have_value(value)
+
+
+def open_training(page: Any, url: str, model_dir: Path) -> None:
     page.goto(url)
     page.get_by_role("tab", name="Training").click()
-    model = page.get_by_label("Base model")
-    # The picker's page-load value (the loaded model, none here) can land after a path typed in the first instant
-    # and clear it, which no person types fast enough to see; type again until the path stays.
-    for _ in range(5):
-        model.fill(str(model_dir))
-        model.press("Enter")
-        page.wait_for_timeout(500)
-        if model.input_value() == str(model_dir):
-            break
-    expect(model).to_have_value(str(model_dir))
+    type_until_kept(page, page.get_by_label("Base model"), str(model_dir), "Enter")
     page.get_by_role("button", name="Use the sample dataset").click()
 
 
 def set_max_steps(page: Any, steps: int) -> None:
-    from playwright.sync_api import expect
-
     page.get_by_text("More options").click()
-    box = page.get_by_label("number input for Max steps")
-    # In full CI runs the slider's box was seen back at its default right after typing (not reproducible alone);
-    # type again until the value stays, and the start note below checks what the server received.
-    for _ in range(5):
-        box.fill(str(steps))
-        box.press("Tab")  # the slider commits a typed value when its box loses focus
-        page.wait_for_timeout(500)
-        if box.input_value() == str(steps):
-            break
-    expect(box).to_have_value(str(steps))
+    # The slider commits a typed value when its box loses focus.
+    type_until_kept(page, page.get_by_label("number input for Max steps"), str(steps), "Tab")
 
 
 def test_check_the_sample_dataset_then_train_and_watch(page: Any, studio: tuple[str, Any], tiny_model_dir: Path,  # noqa: F811

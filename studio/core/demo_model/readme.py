@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from studio.core.demo_model import support_talk
+
 METRICS = ("fact_recall", "schema_valid", "json_valid", "refusal", "exact_match", "rouge_l", "chrf", "tokens", "eos_rate")
 
 
@@ -37,7 +39,7 @@ def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
         "from templates about invented products, brands and codes: 65% grounded answers over 1-5 invented help-centre "
         "passages in the exact prompt the studio's RAG builds (`studio.core.rag.answer.build_prompt`), 10% the same "
         "asking for JSON with other key names, 25% generic support talk without context: everyday customer-support "
-        "exchanges from `support_talk.py` (44 topics, a reply, its steps, an escalate flag; some with earlier turns, "
+        f"exchanges from `support_talk.py` ({len(support_talk.TOPICS)} topics, a reply, its steps, an escalate flag; some with earlier turns, "
         "some under unrelated system prompts, some asking for JSON under other services' keys such as `reply`, "
         "`answer_text`, `next_steps`, `escalate_now`). No downloads; nothing from `sample_data/` is used, and every chat "
         "is checked against the evaluation set's facts and the house JSON keys (`\"answer\":`, `\"steps\":`, "
