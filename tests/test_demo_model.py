@@ -129,7 +129,7 @@ def test_scaling_the_stream_keeps_every_logit_and_shrinks_the_stream(tokenizer, 
 
     from studio.core.demo_model.build import make_model, save, scale_stream
 
-    model = make_model(tokenizer, DemoParams(**SMALL))
+    model, _pins = make_model(tokenizer, DemoParams(**SMALL))
     ids = torch.tensor([tokenizer("How do I update my card details?")["input_ids"]])
     with torch.no_grad():
         before = model(ids, output_hidden_states=True)
@@ -148,7 +148,9 @@ def test_scaling_the_stream_keeps_every_logit_and_shrinks_the_stream(tokenizer, 
                                                  ({"stream_scale": 0}, "`stream_scale` should be a number between"),
                                                  ({"threads": 1.5}, "`threads` should be a whole number"),
                                                  ({"hidden_size": 96, "heads": 5}, "not a multiple of `heads`"),
-                                                 ({"minutes": 0}, "`minutes` should be a positive number")])
+                                                 ({"minutes": 0}, "`minutes` should be a positive number"),
+                                                 ({"layers": 1}, "copying circuit needs 2 layers or more"),
+                                                 ({"rope_theta": 10000.0}, "slow frequency pairs")])
 def test_params_out_of_range_are_refused_before_building(kwargs: dict, message: str) -> None:
     from studio.errors import ConfigError
 

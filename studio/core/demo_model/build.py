@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.core.demo_model import corpus
+from studio.core.demo_model import circuit, corpus
 from studio.core.demo_model.readme import readme
 from studio.core.demo_model.train import DemoParams, StepLog, fit
 
@@ -45,11 +45,16 @@ def make_tokenizer(params: DemoParams) -> Any:
     return train_tokenizer(texts, vocab_size=params.vocab_size)
 
 
-def make_model(tokenizer: Any, params: DemoParams) -> Any:
+def make_model(tokenizer: Any, params: DemoParams) -> tuple[Any, circuit.Pins | None]:
     from studio.core.tiny_model import random_llama
 
-    return random_llama(tokenizer, hidden_size=params.hidden_size, layers=params.layers, heads=params.heads,
-                        intermediate_size=params.intermediate_size, seed=params.seed, initializer_range=0.02)
+    model = random_llama(tokenizer, hidden_size=params.hidden_size, layers=params.layers, heads=params.heads,
+                         intermediate_size=params.intermediate_size, seed=params.seed, initializer_range=0.02,
+                         head_dim=params.head_dim, rope_parameters={"rope_type": "default", "rope_theta": params.rope_theta})
+    pins = None
+    if params.copy_circuit:
+        pins = circuit.wire(model, sink_token=tokenizer.convert_tokens_to_ids("<|im_start|>"), seed=params.seed)
+    return model, pins
 
 
 def build(out: str | Path = DEFAULT_OUT, params: DemoParams | None = None, log: Callable[[str], None] = print,
@@ -67,7 +72,7 @@ def build(out: str | Path = DEFAULT_OUT, params: DemoParams | None = None, log: 
     random.seed(params.seed)
     started = time.perf_counter()
     tokenizer = make_tokenizer(params)
-    model = make_model(tokenizer, params)
+    model, pins = make_model(tokenizer, params)
     count = sum(p.numel() for p in model.parameters())
     log(f"tokenizer: {len(tokenizer)} tokens; model: {count / 1e6:.2f}M parameters; {params.steps} steps of "
         f"{params.chats_per_step} chats")
@@ -78,7 +83,7 @@ def build(out: str | Path = DEFAULT_OUT, params: DemoParams | None = None, log: 
         if entry.step % every == 0 or entry.step == entry.steps:
             log(entry.line())
 
-    done = fit(model, tokenizer, chats, params, on_step, cancel)
+    done = fit(model, tokenizer, chats, params, on_step, cancel, pins)
     if params.copy_steps and done == params.steps:
         left = None if params.minutes is None else max(0.0, params.minutes - (time.perf_counter() - started) / 60)
         done += copy_phase(model, tokenizer, params, log, cancel, left)

@@ -44,9 +44,16 @@ def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
         "`answer_text`, `next_steps`, `escalate_now`). No downloads; nothing from `sample_data/` is used, and every chat "
         "is checked against the evaluation set's facts and the house JSON keys (`\"answer\":`, `\"steps\":`, "
         "`\"escalate\":`), which never appear as keys.",
-        f"- Model: {p['layers']} layers, width {p['hidden_size']}, {p['heads']} heads, MLP {p['intermediate_size']}, "
-        "untied embeddings, float32 safetensors "
+        f"- Model: {p['layers']} layers, width {p['hidden_size']}, {p['heads']} heads of width {p.get('head_dim', p['hidden_size'] // p['heads'])}, "
+        f"MLP {p['intermediate_size']}, RoPE base {p.get('rope_theta', 10000.0):g}, untied embeddings, float32 safetensors "
         f"({record['weights_mb']:.1f} MB).",
+        *(["- Initialisation: random, except a copying circuit written into the weights before training "
+           "(`studio/core/demo_model/circuit.py`): a previous-token head in layer 0 and three induction heads in layer 1 "
+           "that, from the first step, copy the token that followed an earlier occurrence of the current one. A model "
+           "this small does not learn to copy from its context in a 30-minute CPU build (tried: scrambled passages, "
+           "random-word copy drills, dense induction drills; none formed an induction head), and RAG needs exactly "
+           "that. Training then learns when to copy: quote a passage under the RAG prompt, write its own words otherwise."]
+          if p.get("copy_circuit") else []),
         f"- Training: {record['steps_done']} of {p['steps'] + p['copy_steps']} AdamW steps of {p['chats_per_step']} chats"
         + (f" in two phases: {p['steps']} steps on the templated chats, then {p['copy_steps']} on chats where "
            f"{p['scrambled']:.0%} of the passages have a third of their words swapped for random ones"

@@ -39,7 +39,13 @@ class DemoParams:
     vocab_size: int = param_field(6000, "Byte-level BPE vocabulary size.", min=512, max=65536, step=256)
     hidden_size: int = param_field(256, "Model width.", min=32, max=4096, step=32)
     layers: int = param_field(4, "Transformer blocks.", min=1, max=48, step=1)
-    heads: int = param_field(8, "Attention heads.", min=1, max=64, step=1)
+    heads: int = param_field(4, "Attention heads.", min=1, max=64, step=1)
+    head_dim: int = param_field(128, "Width of one attention head (wide heads compare tokens reliably, see circuit).",
+                                min=8, max=512, step=8)
+    rope_theta: float = param_field(1e14, "RoPE base. A large base leaves most frequency pairs slow, which the "
+                                    "copying circuit compares tokens on (see circuit).", min=1e3, max=1e20, step=1.0)
+    copy_circuit: bool = field(default=True, metadata={"help": "Start from weights that already copy from the "
+                                                                "context (see circuit); off = plain random init."})
     intermediate_size: int = param_field(512, "MLP width.", min=32, max=16384, step=32)
     stream_scale: float = param_field(0.01, "After training, the residual stream is scaled by this factor without "
                                       "changing what the model computes (see build.scale_stream): a LoRA on the value and "
@@ -57,6 +63,13 @@ class DemoParams:
                 check_range(DemoParams, self, f.name)
         if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):
             raise ConfigError(f"`minutes` should be a positive number, got {self.minutes!r}.", "leave it out or give minutes > 0.")
+        if self.copy_circuit:
+            from studio.core.demo_model.circuit import problem
+
+            reason = problem(self.layers, self.heads, self.head_dim, self.rope_theta)
+            if reason:
+                raise ConfigError(f"This shape cannot hold the copying circuit: {reason}.",
+                                  "change the shape, or build without the circuit (copy_circuit=False).")
         if self.hidden_size % self.heads:
             raise ConfigError(f"`hidden_size` {self.hidden_size} is not a multiple of `heads` {self.heads}.",
                               "pick a width that the head count divides.")
@@ -117,8 +130,10 @@ def learning_rate(step: int, params: DemoParams) -> float:
 
 
 def fit(model: Any, tokenizer: Any, chats: Iterator[list[dict[str, str]]], params: DemoParams,
-        log: Callable[[StepLog], None] | None = None, cancel: threading.Event | None = None) -> int:
-    """Train `model` in place; returns the number of steps done (fewer when cancelled or out of minutes)."""
+        log: Callable[[StepLog], None] | None = None, cancel: threading.Event | None = None, pins: Any = None) -> int:
+    """Train `model` in place; returns the number of steps done (fewer when cancelled or out of minutes).
+
+    `pins` (a `circuit.Pins`) puts the copying circuit's entries back after every step."""
     import torch
 
     pad = tokenizer.pad_token_id
@@ -158,6 +173,8 @@ def fit(model: Any, tokenizer: Any, chats: Iterator[list[dict[str, str]]], param
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        if pins is not None:
+            pins.restore()
         smoothed = total if smoothed is None else 0.9 * smoothed + 0.1 * total
         if log is not None:
             elapsed = time.perf_counter() - started

@@ -1,0 +1,86 @@
+"""The copying circuit the demo build starts from: a random-init model that copies a repeated span at once."""
+
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from studio.core.demo_model import circuit
+from studio.core.demo_model.train import DemoParams
+
+
+def _model(wired: bool, vocab: int = 3000, seed: int = 0):
+    params = DemoParams()
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=params.hidden_size, num_hidden_layers=2,
+                         num_attention_heads=params.heads, num_key_value_heads=params.heads, head_dim=params.head_dim,
+                         intermediate_size=params.intermediate_size, max_position_embeddings=2048,
+                         rope_parameters={"rope_type": "default", "rope_theta": params.rope_theta}, tie_word_embeddings=False)
+    model = LlamaForCausalLM(config).eval()
+    if wired:
+        circuit.wire(model, sink_token=0, seed=seed)
+    return model
+
+
+def _repeat_batch(vocab: int, length: int, rows: int = 4, seed: int = 1):
+    """Random tokens after a sink token; a span of a quarter of the length is repeated later on."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(10, vocab, (rows, length), generator=g)
+    ids[:, 0] = 0
+    span, start = length // 4, length // 2
+    ids[:, start:start + span] = ids[:, start - span - 20:start - 20]
+    return ids, torch.arange(start, start + span - 1)  # positions whose next token is a copy
+
+
+@pytest.mark.parametrize("length", [256, 1400])
+def test_a_wired_model_copies_a_repeated_span_before_any_training(length):
+    ids, where = _repeat_batch(3000, length)
+    with torch.no_grad():
+        predicted = _model(True)(input_ids=ids).logits.argmax(-1)
+    accuracy = (predicted[:, where] == ids[:, where + 1]).float().mean().item()
+    assert accuracy > 0.85, f"copied {accuracy:.0%} of a repeated span over {length} tokens"
+
+
+def test_the_same_model_without_the_circuit_does_not_copy():
+    ids, where = _repeat_batch(3000, 256)
+    with torch.no_grad():
+        predicted = _model(False)(input_ids=ids).logits.argmax(-1)
+    assert (predicted[:, where] == ids[:, where + 1]).float().mean().item() < 0.05
+
+
+def test_where_nothing_repeats_the_copy_heads_rest_on_the_first_token():
+    ids = torch.randint(10, 3000, (2, 300), generator=torch.Generator().manual_seed(3))
+    ids[:, 0] = 0
+    model = _model(True)
+    model.config._attn_implementation = "eager"
+    with torch.no_grad():
+        attentions = model(input_ids=ids, output_attentions=True).attentions
+    previous = attentions[0][:, 0, torch.arange(1, 300), torch.arange(0, 299)].mean().item()
+    sink = attentions[1][:, :circuit.COPY_HEADS, 50:, 0].mean().item()
+    assert previous > 0.9, f"layer 0's head 0 puts {previous:.0%} on the previous token"
+    assert sink > 0.3, f"with nothing to copy the copy heads put only {sink:.0%} on the first token"
+
+
+def test_pinned_entries_come_back_after_an_optimizer_step_and_the_rest_trains():
+    model = _model(False)
+    pins = circuit.wire(model, sink_token=0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
+    ids, _ = _repeat_batch(3000, 128, rows=2)
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    pins.restore()
+    for parameter, mask, values in pins.entries:
+        assert torch.equal(parameter.data[mask], values)
+    layer1 = model.model.layers[1].self_attn
+    assert torch.equal(layer1.q_proj.weight[: circuit.COPY_HEADS * model.config.head_dim],
+                       before["model.layers.1.self_attn.q_proj.weight"][: circuit.COPY_HEADS * model.config.head_dim])
+    assert not torch.equal(layer1.o_proj.weight, before["model.layers.1.self_attn.o_proj.weight"]), "copy output is free"
+    assert not torch.equal(model.lm_head.weight, before["lm_head.weight"])
+    assert pins.count() > 0
+
+
+def test_a_shape_that_cannot_hold_the_circuit_is_named():
+    assert circuit.problem(1, 4, 128, 1e14) == "the copying circuit needs 2 layers or more, not 1"
+    assert "needs 3 heads" in circuit.problem(4, 2, 128, 1e14)
+    assert "slow frequency pairs" in circuit.problem(4, 4, 32, 1e4)
+    assert circuit.problem(4, 4, 128, 1e14) is None
