@@ -5,11 +5,11 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from studio.core.demo_model import circuit
-from studio.core.demo_model.train import DemoParams
+from studio.core.demo_model.train import CIRCUIT, DemoParams
 
 
 def _model(wired: bool, vocab: int = 3000, seed: int = 0):
-    params = DemoParams()
+    params = DemoParams(**CIRCUIT)
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab, hidden_size=params.hidden_size, num_hidden_layers=2,
                          num_attention_heads=params.heads, num_key_value_heads=params.heads, head_dim=params.head_dim,
@@ -84,3 +84,24 @@ def test_a_shape_that_cannot_hold_the_circuit_is_named():
     assert "needs 3 heads" in circuit.problem(4, 2, 128, 1e14)
     assert "slow frequency pairs" in circuit.problem(4, 4, 32, 1e4)
     assert circuit.problem(4, 4, 128, 1e14) is None
+
+
+def test_a_common_token_is_continued_from_where_the_two_last_tokens_occurred_together():
+    """'X' occurs many times with different successors; only one earlier 'Y X' says what comes next."""
+    g = torch.Generator().manual_seed(5)
+    ids = torch.randint(10, 3000, (1, 400), generator=g)
+    ids[0, 0] = 0
+    common, before, after = 7, 8, 9
+    ids[0, 20:300:10] = common  # 28 earlier "X", each followed by a random token
+    ids[0, 151], ids[0, 152], ids[0, 153] = before, common, after  # the one earlier "Y X Z"
+    ids[0, 398], ids[0, 399] = before, common
+    margins = {}
+    for span in (1, 2):
+        model = _model(False)
+        circuit.wire(model, sink_token=0, span=span)
+        with torch.no_grad():
+            top = model(input_ids=ids).logits[0, -1].topk(2)
+        assert top.indices[0].item() == after
+        margins[span] = (top.values[0] - top.values[1]).item()
+    # One token matches all 28 places "X" occurred, so the right successor barely wins; two tokens pick it out.
+    assert margins[2] > 3 > margins[1], margins

@@ -12,7 +12,7 @@ import pytest
 from studio.cli import main
 from studio.core.demo_model import corpus
 from studio.core.demo_model.build import DEFAULT_OUT, build
-from studio.core.demo_model.train import DemoParams
+from studio.core.demo_model.train import CIRCUIT, DemoParams
 from studio.core.tiny_model import train_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,8 +149,8 @@ def test_scaling_the_stream_keeps_every_logit_and_shrinks_the_stream(tokenizer, 
                                                  ({"threads": 1.5}, "`threads` should be a whole number"),
                                                  ({"hidden_size": 96, "heads": 5}, "not a multiple of `heads`"),
                                                  ({"minutes": 0}, "`minutes` should be a positive number"),
-                                                 ({"layers": 1}, "copying circuit needs 2 layers or more"),
-                                                 ({"rope_theta": 10000.0}, "slow frequency pairs")])
+                                                 ({**CIRCUIT, "layers": 1}, "copying circuit needs 2 layers or more"),
+                                                 ({**CIRCUIT, "head_dim": 32, "rope_theta": 10000.0}, "slow frequency pairs")])
 def test_params_out_of_range_are_refused_before_building(kwargs: dict, message: str) -> None:
     from studio.errors import ConfigError
 
@@ -167,3 +167,20 @@ def test_committed_model_is_small_and_loads() -> None:
     tok = AutoTokenizer.from_pretrained(DEFAULT_OUT)
     assert model.config.model_type == "llama" and 5e6 <= model.num_parameters() <= 20e6
     assert tok.chat_template and "not a useful assistant" in (DEFAULT_OUT / "README.md").read_text()
+
+
+def test_copy_circuit_flag_builds_the_circuit_shape_and_says_so_in_the_command() -> None:
+    import argparse
+
+    from studio.core.demo_model.command import add_demo_model_parser, command_line, params_from_args
+
+    parser = argparse.ArgumentParser()
+    add_demo_model_parser(parser.add_subparsers(dest="command"))
+    plain = parser.parse_args(["demo-model", "build"])
+    wired = parser.parse_args(["demo-model", "build", "--copy-circuit"])
+    assert not params_from_args(plain).copy_circuit and params_from_args(plain).steps == DemoParams().steps
+    params = params_from_args(wired)
+    assert (params.copy_circuit, params.heads, params.head_dim, params.rope_theta, params.steps) == \
+        (True, CIRCUIT["heads"], CIRCUIT["head_dim"], CIRCUIT["rope_theta"], CIRCUIT["steps"])
+    assert params_from_args(parser.parse_args(["demo-model", "build", "--copy-circuit", "--steps", "9"])).steps == 9
+    assert command_line(wired).endswith("--copy-circuit")

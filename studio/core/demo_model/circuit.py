@@ -8,16 +8,17 @@ that already copy, the textbook two-layer induction circuit, and training learns
 
 The residual stream is split: dimension 0 is a constant, token embeddings live in the rest of the first
 half, and the second half starts empty.
-- Layer 0, `PREV_HEADS` previous-token head(s): query and key read the constant through RoPE's fastest
-  frequency pairs, phased so that each position attends to the one before it; the value copies that
-  previous token's embedding into the second half of the stream.
-- Layer 1, `COPY_HEADS` induction heads: the query is the current token, the key is the previous token
-  that layer 0 wrote, compared on RoPE's slowest pairs (a large RoPE base makes most pairs turn less than
-  half a radian over 1,400 positions, so the match does not depend on distance). A position whose previous
-  token is the current one wins; its value, the token that came next there, is written through a fixed
-  rotation A, and the output head starts as the embeddings turned by A, so the copied token gets the logit.
-  When nothing matches, the heads rest on the first token (the chat template's <|im_start|>), whose value
-  is zero.
+- Layer 0, `SPAN` previous-token heads: query and key read the constant through RoPE's fastest frequency
+  pairs, phased so that head m attends m + 1 positions back; its value writes a projection of that
+  earlier token into block m of the second half.
+- Layer 1, `COPY_HEADS` induction heads compare the last `SPAN` tokens (the current one and the one before)
+  with the `SPAN` tokens before each earlier position, on RoPE's slowest pairs (a large RoPE base makes most
+  pairs turn less than half a radian over 1,400 positions, so the match does not depend on distance). The
+  position that follows an earlier occurrence of the same two tokens wins; its value, the token there, is
+  written through a fixed rotation A, and the output head starts as the embeddings turned by A, so that
+  token gets the logit. Comparing two tokens rather than one matters on real documents, where a token like
+  "**" or "the" occurs dozens of times with different successors. When nothing matches, the heads rest on
+  the first token (the chat template's <|im_start|>), whose value is zero.
 - Every other residual branch starts at zero, so random branches do not drown the circuit.
 
 `wire` returns `Pins`: the entries the circuit needs (the constant, the previous-token head, the copy heads'
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-PREV_HEADS = 1
+SPAN = 2  # tokens a copy head compares: the current one and the one before
 COPY_HEADS = 3
 FAST_PAIRS = 4  # RoPE frequency pairs used for "the position before"
 SLOW_ANGLE = 0.5  # pairs that turn less than this over MAX_SPAN positions compare tokens
@@ -46,13 +47,13 @@ def _orthonormal(n: int, dims: list[int], d: int, generator: Any) -> Any:
     return out
 
 
-def problem(layers: int, heads: int, head_dim: int, rope_theta: float) -> str | None:
+def problem(layers: int, heads: int, head_dim: int, rope_theta: float, span: int = SPAN) -> str | None:
     """Why a model of this shape cannot hold the circuit, or None when it can."""
     slow = sum(1 for i in range(head_dim // 2) if rope_theta ** (-2 * i / head_dim) * MAX_SPAN < SLOW_ANGLE)
     if layers < 2:
         return f"the copying circuit needs 2 layers or more, not {layers}"
-    if heads < max(PREV_HEADS, COPY_HEADS):
-        return f"the copying circuit needs {max(PREV_HEADS, COPY_HEADS)} heads or more, not {heads}"
+    if heads < max(span, COPY_HEADS):
+        return f"the copying circuit needs {max(span, COPY_HEADS)} heads or more, not {heads}"
     if slow < 8:
         return (f"heads of width {head_dim} with RoPE base {rope_theta:g} have {slow} slow frequency pairs; the copying "
                 "circuit compares tokens on at least 8 (raise head_dim or rope_theta)")
@@ -77,16 +78,17 @@ class Pins:
         return sum(int(mask.sum()) for _, mask, _ in self.entries)
 
 
-def wire(model: Any, sink_token: int, seed: int = 0, constant: float = 0.3, prev_sharp: float = 50.0,
-         match_score: float = 30.0, sink_score: float = 14.0, copy_gain: float = 8.0, head_gain: float = 3.0) -> Pins:
+def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant: float = 0.3, prev_sharp: float = 50.0,
+         match_score: float = 30.0, sink_at: float | None = None, copy_gain: float = 8.0, head_gain: float = 3.0) -> Pins:
     """Overwrite `model`'s random-init embeddings, output head and first two attention layers with the circuit.
+
+    `span`: how many tokens a copy head compares (1 = the current token; 2 = it and the one before, which
+    tells apart the many places a common token such as "the" or "**" occurs). `sink_at`: the first token's
+    score as a share of a full match (default: between a match of all but one token and a full match).
 
     Returns the entries that must stay as wired for the circuit to keep working: the constant dimension, the
     previous-token heads, and the copy heads' queries, keys and values. Left free to train: the copy heads'
     output (how loudly to copy), the output head and everything else, so training learns when copying pays.
-
-    The residual stream is split: dimension 0 is constant, the token embeddings live in the first half,
-    and layer 0 writes the previous token into the second half.
     """
     import math
 
@@ -98,13 +100,16 @@ def wire(model: Any, sink_token: int, seed: int = 0, constant: float = 0.3, prev
     theta = cfg.rope_parameters["rope_theta"]
     freqs = [theta ** (-2 * i / hd) for i in range(half)]
     slow = [i for i in range(half) if freqs[i] * MAX_SPAN < SLOW_ANGLE]
-    reason = problem(cfg.num_hidden_layers, heads, hd, theta)
+    reason = problem(cfg.num_hidden_layers, heads, hd, theta, span)
     if reason:
         raise ValueError(reason)
+    sink_at = (span - 0.5) / span if sink_at is None else sink_at
     g = torch.Generator().manual_seed(seed + 7919)
     emb = model.model.embed_tokens.weight.data
     layer0, layer1 = model.model.layers[0].self_attn, model.model.layers[1].self_attn
-    token_dims, prev_dims = list(range(1, d // 2)), list(range(d // 2, d))
+    token_dims = list(range(1, d // 2))
+    block = min(d // 2 // span, len(token_dims))  # width of one earlier token's copy in the second half
+    blocks = [list(range(d // 2 + m * block, d // 2 + (m + 1) * block)) for m in range(span)]
 
     with torch.no_grad():
         # Every residual branch outside the circuit starts at zero (training grows them), so random branches,
@@ -125,43 +130,47 @@ def wire(model: Any, sink_token: int, seed: int = 0, constant: float = 0.3, prev
         a[1:, 1:] = torch.linalg.qr(torch.randn(d - 1, d - 1, generator=g))[0]
         model.lm_head.weight.data.copy_(head_gain * emb @ a.T)
 
-        # Layer 0: previous-token heads, writing the previous token into the second half of the stream.
-        q, k = torch.zeros(hd), torch.zeros(hd)
-        for i in range(FAST_PAIRS):
-            q[i] = 1.0
-            k[i], k[i + half] = math.cos(freqs[i]), math.sin(freqs[i])
+        # Layer 0: head m attends m + 1 positions back and writes a projection of that token into block m.
+        project = _orthonormal(block, token_dims, d, g) if block < len(token_dims) else torch.eye(d)[token_dims]
+        project = project - (project @ z)[:, None] * z[None, :]
         scale = math.sqrt(prev_sharp * math.sqrt(hd) / FAST_PAIRS) / n0
-        token_basis = torch.eye(d)[token_dims]  # (d/2 - 1) x d
-        move = torch.zeros(d, d)
-        move[prev_dims[:len(token_dims)], token_dims] = 1.0  # token dim i -> prev dim i + d/2 - 1
-        for h in range(PREV_HEADS):
-            rows = slice(h * hd, (h + 1) * hd)
-            reads = _orthonormal(hd, token_dims, d, g) if hd < len(token_dims) else token_basis
-            layer0.q_proj.weight[rows] = 0
-            layer0.k_proj.weight[rows] = 0
-            layer0.v_proj.weight[rows] = 0
+        for m in range(span):
+            q, k = torch.zeros(hd), torch.zeros(hd)
+            for i in range(FAST_PAIRS):
+                q[i] = 1.0
+                k[i], k[i + half] = math.cos((m + 1) * freqs[i]), math.sin((m + 1) * freqs[i])
+            rows = slice(m * hd, (m + 1) * hd)
+            for w in (layer0.q_proj.weight, layer0.k_proj.weight, layer0.v_proj.weight):
+                w[rows] = 0
             layer0.q_proj.weight[rows, 0] = q * scale
             layer0.k_proj.weight[rows, 0] = k * scale
-            layer0.v_proj.weight[rows][: reads.shape[0]] = reads
-            layer0.o_proj.weight[:, rows] = 0
-            layer0.o_proj.weight[:, rows][:, : reads.shape[0]] = rms * (move @ reads.T) / PREV_HEADS
+            layer0.v_proj.weight[rows][:block] = project
+            out = torch.zeros(d, hd)
+            out[blocks[m], torch.arange(block)] = rms
+            layer0.o_proj.weight[:, rows] = out
 
-        # Layer 1: induction heads on the slow pairs; one slow slot compares "constant" with z (the sink).
+        # Layer 1: copy heads. Term 0 compares the current token with block 0 (the token before s); term m
+        # compares block m-1 (m tokens before the current one) with block m. One slow slot is the sink.
         slots = slow + [i + half for i in slow]
-        sink_slot, match_slots = slots[0], slots[1:len(token_dims)]  # no more slots than token directions
+        sink_slot, match_slots = slots[0], slots[1:]
+        per_term = min(len(match_slots) // span, block - 1)
+        gain = math.sqrt(match_score / span * math.sqrt(hd) / per_term)
         for h in range(COPY_HEADS):
             rows = slice(h * hd, (h + 1) * hd)
-            c = _orthonormal(len(match_slots), token_dims, d, g)
-            c = c - (c @ z)[:, None] * z[None, :]
             for w in (layer1.q_proj.weight, layer1.k_proj.weight, layer1.v_proj.weight):
                 w[rows] = 0
             qw, kw, vw = layer1.q_proj.weight[rows], layer1.k_proj.weight[rows], layer1.v_proj.weight[rows]
-            gain = math.sqrt(match_score * math.sqrt(hd) / len(match_slots))
-            for j, slot in enumerate(match_slots):
-                qw[slot] = c[j] * gain
-                kw[slot] = (move @ c[j]) * gain
+            for m in range(span):
+                w = torch.linalg.qr(torch.randn(block, per_term, generator=g))[0].T  # per_term x block
+                for j in range(per_term):
+                    slot = match_slots[m * per_term + j]
+                    if m == 0:
+                        qw[slot] = (w[j] @ project) * gain  # reads the current token as block 0 stores it
+                    else:
+                        qw[slot, blocks[m - 1]] = w[j] * gain
+                    kw[slot, blocks[m]] = w[j] * gain
             qw[sink_slot, 0] = 1.0 / n0
-            kw[sink_slot] = z * sink_score * math.sqrt(hd) / math.sqrt(d)
+            kw[sink_slot] = z * sink_at * match_score * math.sqrt(hd) / math.sqrt(d)
             values = _orthonormal(min(hd, len(token_dims) - 1), token_dims, d, g)
             values = values - (values @ z)[:, None] * z[None, :]
             vw[: values.shape[0]] = values
@@ -172,12 +181,12 @@ def wire(model: Any, sink_token: int, seed: int = 0, constant: float = 0.3, prev
     column0 = torch.zeros_like(emb, dtype=torch.bool)
     column0[:, 0] = True
     pins.add(model.model.embed_tokens.weight, column0)
-    for layer, count in ((layer0, PREV_HEADS), (layer1, COPY_HEADS)):
+    for layer, count in ((layer0, span), (layer1, COPY_HEADS)):
         rows = torch.zeros_like(layer.q_proj.weight, dtype=torch.bool)
         rows[: count * hd] = True
         for proj in (layer.q_proj, layer.k_proj, layer.v_proj):
             pins.add(proj.weight, rows)
     columns = torch.zeros_like(layer0.o_proj.weight, dtype=torch.bool)
-    columns[:, : PREV_HEADS * hd] = True
+    columns[:, : span * hd] = True
     pins.add(layer0.o_proj.weight, columns)
     return pins

@@ -32,6 +32,9 @@ def add_demo_model_parser(sub: Any) -> None:
     build.add_argument("--minutes", type=float, help="Stop training after this many minutes and save what was learned "
                                                      "(the result then depends on the machine's speed).")
     build.add_argument("--threads", type=int, default=defaults.threads, help=f"CPU threads (default {defaults.threads}).")
+    build.add_argument("--copy-circuit", dest="copy_circuit", action="store_true",
+                       help="Experimental: start from weights that already copy from the context (4 heads of width 128, "
+                            "RoPE base 1e14, 600 steps unless --steps is given; see studio/core/demo_model/circuit.py).")
     build.add_argument("--small", action="store_true", help="A 2-layer, 64-wide model with a 1,000-token vocabulary "
                                                             "(seconds; for tests, not for use).")
 
@@ -48,8 +51,12 @@ def params_from_args(args: argparse.Namespace) -> Any:
         raise StudioError(f"--minutes should be above 0, got {args.minutes}.", "give a positive number of minutes, or drop it.")
     small = {"vocab_size": 1000, "hidden_size": 64, "layers": 2, "heads": 4, "intermediate_size": 128,
              "chats_per_step": 4, "warmup_steps": 1} if args.small else {}
-    return DemoParams(seed=args.seed, steps=args.steps, copy_steps=args.copy_steps, minutes=args.minutes, threads=args.threads,
-                      **small)
+    from studio.core.demo_model.train import CIRCUIT
+
+    circuit = {k: v for k, v in CIRCUIT.items() if k != "steps"} if getattr(args, "copy_circuit", False) else {}
+    steps = CIRCUIT["steps"] if circuit and args.steps == DemoParams().steps else args.steps
+    return DemoParams(seed=args.seed, steps=steps, copy_steps=args.copy_steps, minutes=args.minutes, threads=args.threads,
+                      **{**circuit, **small})
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -58,6 +65,8 @@ def command_line(args: argparse.Namespace) -> str:
              f"--threads {args.threads}"]
     if args.minutes is not None:
         parts.append(f"--minutes {args.minutes:g}")
+    if getattr(args, "copy_circuit", False):
+        parts.append("--copy-circuit")
     if args.small:
         parts.append("--small")
     return " ".join(parts)

@@ -39,13 +39,14 @@ class DemoParams:
     vocab_size: int = param_field(6000, "Byte-level BPE vocabulary size.", min=512, max=65536, step=256)
     hidden_size: int = param_field(256, "Model width.", min=32, max=4096, step=32)
     layers: int = param_field(4, "Transformer blocks.", min=1, max=48, step=1)
-    heads: int = param_field(4, "Attention heads.", min=1, max=64, step=1)
-    head_dim: int = param_field(128, "Width of one attention head (wide heads compare tokens reliably, see circuit).",
+    heads: int = param_field(8, "Attention heads.", min=1, max=64, step=1)
+    head_dim: int = param_field(32, "Width of one attention head (wide heads compare tokens reliably, see circuit).",
                                 min=8, max=512, step=8)
-    rope_theta: float = param_field(1e14, "RoPE base. A large base leaves most frequency pairs slow, which the "
+    rope_theta: float = param_field(10000.0, "RoPE base. A large base leaves most frequency pairs slow, which the "
                                     "copying circuit compares tokens on (see circuit).", min=1e3, max=1e20, step=1.0)
-    copy_circuit: bool = field(default=True, metadata={"help": "Start from weights that already copy from the "
-                                                                "context (see circuit); off = plain random init."})
+    copy_circuit: bool = field(default=False, metadata={"help": "Start from weights that already copy from the "
+                                                                 "context (see circuit; use the CIRCUIT shape); off = plain "
+                                                                 "random init, as the committed model was built."})
     intermediate_size: int = param_field(512, "MLP width.", min=32, max=16384, step=32)
     stream_scale: float = param_field(0.01, "After training, the residual stream is scaled by this factor without "
                                       "changing what the model computes (see build.scale_stream): a LoRA on the value and "
@@ -76,6 +77,11 @@ class DemoParams:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# The shape the copying circuit needs and the build it was measured with (`studio demo-model build --copy-circuit`):
+# an experiment, not the committed model's build yet (see the README's demo model section).
+CIRCUIT: dict[str, Any] = {"copy_circuit": True, "heads": 4, "head_dim": 128, "rope_theta": 1e14, "steps": 600}
 
 
 @dataclass
