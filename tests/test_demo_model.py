@@ -30,6 +30,11 @@ def sample(tokenizer) -> list[list[dict[str, str]]]:
     return list(corpus.chats(1, tokenizer, 1500))
 
 
+@pytest.fixture(scope="module")
+def rich_sample(tokenizer) -> list[list[dict[str, str]]]:
+    return list(corpus.chats(1, tokenizer, 600, rich=1.0))
+
+
 def _ngrams(text: str, n: int = 8) -> set[tuple[str, ...]]:
     words = re.findall(r"\w+", text.lower())
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
@@ -50,7 +55,9 @@ def test_corpus_has_every_kind_of_chat(sample) -> None:
     assert sum(len(r) < 150 for u, r in zip(users, replies) if not u.startswith("Context:")) > 100
 
 
-def test_corpus_never_holds_eval_questions_facts_docs_or_house_keys(sample) -> None:
+@pytest.mark.parametrize("kind", ["sample", "rich_sample"])
+def test_corpus_never_holds_eval_questions_facts_docs_or_house_keys(kind: str, request: pytest.FixtureRequest) -> None:
+    sample = request.getfixturevalue(kind)
     examples = [json.loads(line) for line in (ROOT / "sample_data" / "eval.jsonl").read_text().splitlines() if line.strip()]
     pattern = corpus.fact_pattern(corpus.eval_facts())
     assert pattern is not None and len(corpus.eval_facts()) > 100
@@ -66,6 +73,14 @@ def test_corpus_never_holds_eval_questions_facts_docs_or_house_keys(sample) -> N
         assert not _ngrams(text) & doc_grams, text
         assert not re.search(r"halden|brindlecote|gridshare|linkbox", text, re.IGNORECASE)
         assert all(f'"{key}":' not in text for key in corpus.HOUSE_KEYS)
+
+
+def test_rich_passages_are_laid_out_like_real_chunks_and_zero_leaves_the_plain_corpus(tokenizer, sample, rich_sample) -> None:
+    contexts = [c[-2]["content"] for c in rich_sample if c[-2]["content"].startswith("Context:")]
+    assert sum("**" in c and ":** " in c for c in contexts) > len(contexts) / 3  # bold labelled paragraphs
+    assert any("Owner's Manual - " in c and "· page " in c for c in contexts)  # PDF pages
+    assert any(" – " in c.split("\n")[1] for c in contexts)  # headings like real ones: "A: b > C-1 – D"
+    assert list(corpus.chats(1, tokenizer, 50, rich=0.0)) == sample[:50]
 
 
 def test_fact_pattern_matches_whole_phrases_only() -> None:

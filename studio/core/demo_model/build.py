@@ -76,7 +76,8 @@ def build(out: str | Path = DEFAULT_OUT, params: DemoParams | None = None, log: 
     count = sum(p.numel() for p in model.parameters())
     log(f"tokenizer: {len(tokenizer)} tokens; model: {count / 1e6:.2f}M parameters; {params.steps} steps of "
         f"{params.chats_per_step} chats")
-    chats = corpus.chats(params.seed + 1, tokenizer, params.steps * params.chats_per_step, scrambled=params.scrambled)
+    chats = corpus.chats(params.seed + 1, tokenizer, params.steps * params.chats_per_step, scrambled=params.scrambled,
+                         rich=params.rich_passages)
     every = max(1, params.steps // 50)
 
     def on_step(entry: StepLog) -> None:

@@ -21,8 +21,8 @@ half, and the second half starts empty.
   the first token (the chat template's <|im_start|>), whose value is zero.
 - Every other residual branch starts at zero, so random branches do not drown the circuit.
 
-`wire` returns `Pins`: the entries the circuit needs (the constant, the previous-token head, the copy heads'
-queries, keys and values), which the build puts back after every optimizer step. The copy heads' output,
+`wire` returns `Pins`: the entries the circuit needs (the constant, the previous-token heads, the copy heads'
+queries, keys and values, and the input norms of layers 0 and 1, which set how sharp the heads are), which the build puts back after every optimizer step. The copy heads' output,
 the output head and everything else train freely, so training decides how loudly to copy, and when.
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 
 SPAN = 2  # tokens a copy head compares: the current one and the one before
 COPY_HEADS = 3
-FAST_PAIRS = 4  # RoPE frequency pairs used for "the position before"
+FAST_PAIRS = 8  # RoPE frequency pairs used for "the position before" (4 alias at some distances near 1,000)
 SLOW_ANGLE = 0.5  # pairs that turn less than this over MAX_SPAN positions compare tokens
 MAX_SPAN = 1400
 
@@ -78,7 +78,7 @@ class Pins:
         return sum(int(mask.sum()) for _, mask, _ in self.entries)
 
 
-def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant: float = 0.3, prev_sharp: float = 50.0,
+def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant: float = 0.3, prev_sharp: float = 110.0,
          match_score: float = 30.0, sink_at: float | None = None, copy_gain: float = 8.0, head_gain: float = 3.0) -> Pins:
     """Overwrite `model`'s random-init embeddings, output head and first two attention layers with the circuit.
 
@@ -186,6 +186,9 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
         rows[: count * hd] = True
         for proj in (layer.q_proj, layer.k_proj, layer.v_proj):
             pins.add(proj.weight, rows)
+    for index in (0, 1):  # their input norms set how sharp the heads are
+        norm = model.model.layers[index].input_layernorm.weight
+        pins.add(norm, torch.ones_like(norm, dtype=torch.bool))
     columns = torch.zeros_like(layer0.o_proj.weight, dtype=torch.bool)
     columns[:, : span * hd] = True
     pins.add(layer0.o_proj.weight, columns)

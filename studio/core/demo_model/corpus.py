@@ -107,15 +107,50 @@ def _slots(lex: Lexicon, product: dict[str, str]) -> dict[str, str]:
             "order": str(lex.number(100000, 999999)), "code": lex.code(), "invented": lex.invented()}
 
 
-def passage(lex: Lexicon, scrambled: float = 0.0, rate: float = 0.33) -> Passage:
-    """One help-centre-like passage (1-3 paragraphs, sometimes a list) and a question it answers."""
+LABELS = ("Meaning", "What happens", "What to do", "Why", "Before you start", "Note", "Tip", "Cause", "Fix",
+          "Good to know", "Where", "Cost")
+SECTIONS = ("error codes", "settings reference", "troubleshooting", "user manual", "warranty and returns", "care guide")
+
+
+def _rich(lex: Lexicon, sentences: list[str], product: dict[str, str]) -> tuple[str, tuple[str, ...], str]:
+    """Text, heading path and file type laid out as real help-centre chunks are (never their content): bold
+    labelled paragraphs, a PDF page with a title line and hard line breaks, or an intro and a bulleted list."""
+    import textwrap
+
+    rng = lex.rng
+    heading = (f"{product['type'].capitalize()} {rng.choice(SECTIONS)}: {rng.choice(PARTS)} and {rng.choice(PARTS)}",
+               f"{lex.error()} – {rng.choice(STATES).capitalize()} {rng.choice(PARTS)}")
+    style = rng.choice(("labels", "labels", "pdf", "list"))
+    if style == "labels":
+        labels = rng.sample(LABELS, len(sentences))
+        return "\n\n".join(f"**{label}:** {s}" for label, s in zip(labels, sentences)), heading, "md"
+    if style == "list":
+        bullet = rng.choice(("- ", "* ", "• "))
+        return sentences[0] + "\n" + "\n".join(bullet + s for s in sentences[1:]), heading, rng.choice(("md", "html", "docx"))
+    title = f"{product['brand']} Owner's Manual - {lex.code()} rev {rng.choice('ABCDE')}\n{rng.randint(1, 9)} {heading[0]}"
+    body = textwrap.fill(" ".join(sentences), width=rng.randint(70, 100))
+    return f"{title}\n{body}", heading[:1], "pdf"
+
+
+def passage(lex: Lexicon, scrambled: float = 0.0, rate: float = 0.33, rich: float = 0.0) -> Passage:
+    """One help-centre-like passage (1-3 paragraphs, sometimes a list) and a question it answers.
+
+    A `rich` share of passages are longer and laid out like real chunks (see `_rich`); with rich = 0 the
+    random draws are exactly those of the plain passages (the committed model's corpus)."""
     rng = lex.rng
     product = _product(lex)
     slots = _slots(lex, product)
-    chosen = rng.sample(FACTS, rng.randint(1, 4))
+    is_rich = bool(rich) and rng.random() < rich
+    chosen = rng.sample(FACTS, rng.randint(3, 6) if is_rich else rng.randint(1, 4))
     sentences = [s.format(**slots) for s, _ in chosen]
     for _ in range(rng.randint(0, 3)):
         sentences.insert(rng.randint(0, len(sentences)), rng.choice(FILLERS).format(**_slots(lex, product)))
+    if is_rich:
+        text, heading, ext = _rich(lex, sentences, product)
+        if scrambled and rng.random() < scrambled:
+            text = scramble(text, lex, rate)
+        source = f"{product['type'].replace(' ', '-')}-{rng.choice(('guide', 'faq', 'help', 'manual', 'care'))}.{ext}"
+        return Passage(text, rng.choice(chosen)[1].format(**slots), source, heading, rng.randint(1, 30) if ext == "pdf" else None)
     paragraphs, current = [], []
     for sentence in sentences:
         current.append(sentence)
@@ -184,13 +219,13 @@ def _json_reply(rng: random.Random, keys: tuple[str, str, str], text: str) -> st
 
 
 def grounded_chat(lex: Lexicon, tokenizer: Any, as_json: bool, scrambled: float = 0.0, rate: float = 0.33,
-                  counts: tuple[int, ...] = PASSAGE_COUNTS) -> list[Message]:
+                  counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0) -> list[Message]:
     """The studio's RAG prompt over 1-5 passages; the reply quotes passage [1] and cites it."""
     from studio.core.rag.answer import build_prompt
     from studio.core.rag.params import AnswerParams
 
     rng = lex.rng
-    passages = [passage(lex, scrambled, rate) for _ in range(rng.choice(counts))]
+    passages = [passage(lex, scrambled, rate, rich) for _ in range(rng.choice(counts))]
     question = passages[0].question
     quote = f"{passages[0].text.strip()} [1]"
     if as_json:
@@ -271,16 +306,16 @@ def support_chat(lex: Lexicon) -> list[Message]:
 
 
 def chat(lex: Lexicon, tokenizer: Any, scrambled: float = 0.0, rate: float = 0.33,
-         counts: tuple[int, ...] = PASSAGE_COUNTS) -> list[Message]:
+         counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0) -> list[Message]:
     """One training chat: 65% grounded, 10% grounded JSON, 25% support talk (some of it JSON).
 
     `scrambled` is the share of passages with a third of their words swapped for random ones (see `scramble`).
     """
     roll = lex.rng.random()
     if roll < 0.65:
-        return grounded_chat(lex, tokenizer, False, scrambled, rate, counts)
+        return grounded_chat(lex, tokenizer, False, scrambled, rate, counts, rich)
     if roll < 0.75:
-        return grounded_chat(lex, tokenizer, True, scrambled, rate, counts)
+        return grounded_chat(lex, tokenizer, True, scrambled, rate, counts, rich)
     return support_chat(lex)
 
 
@@ -324,13 +359,13 @@ def is_clean(messages: list[Message], pattern: re.Pattern[str] | None) -> bool:
 
 
 def chats(seed: int, tokenizer: Any, count: int, scrambled: float = 0.0, rate: float = 0.33,
-          counts: tuple[int, ...] = PASSAGE_COUNTS) -> Iterator[list[Message]]:
+          counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0) -> Iterator[list[Message]]:
     """`count` clean chats, the same ones for the same seed, tokenizer and `scrambled` share."""
     lex = Lexicon(random.Random(seed))
     pattern = fact_pattern(eval_facts())
     made = 0
     while made < count:
-        messages = chat(lex, tokenizer, scrambled, rate, counts)
+        messages = chat(lex, tokenizer, scrambled, rate, counts, rich)
         if is_clean(messages, pattern):
             made += 1
             yield messages

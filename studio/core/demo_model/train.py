@@ -30,6 +30,9 @@ class DemoParams:
                                   "quoting them takes copying (see corpus.scramble); 0 = none.", min=0, max=1_000_000, step=1)
     scrambled: float = param_field(0.0, "Share of passages with a third of their words swapped for random ones, so "
                                    "that quoting them takes copying (see corpus.scramble).", min=0.0, max=1.0, step=0.05)
+    rich_passages: float = param_field(0.0, "Share of passages that are longer and laid out like real help-centre "
+                                       "chunks: bold labels, PDF pages, bulleted lists (see corpus._rich).",
+                                       min=0.0, max=1.0, step=0.05)
     chats_per_step: int = param_field(16, "Chats per optimizer step.", min=1, max=1024, step=1)
     tokens_per_micro_batch: int = param_field(6144, "Most padded tokens in one forward pass.", min=256, max=65536, step=256)
     max_length: int = param_field(1400, "Chats longer than this many tokens are cut (the default RAG prompt fits).",
@@ -81,7 +84,8 @@ class DemoParams:
 
 # The shape the copying circuit needs and the build it was measured with (`studio demo-model build --copy-circuit`):
 # an experiment, not the committed model's build yet (see the README's demo model section).
-CIRCUIT: dict[str, Any] = {"copy_circuit": True, "heads": 4, "head_dim": 128, "rope_theta": 1e14, "steps": 600}
+CIRCUIT: dict[str, Any] = {"copy_circuit": True, "heads": 4, "head_dim": 128, "rope_theta": 1e14, "rich_passages": 0.5,
+                           "steps": 600}
 
 
 @dataclass
