@@ -71,6 +71,10 @@ def test_pinned_entries_come_back_after_an_optimizer_step_and_the_rest_trains():
     pins.restore()
     for parameter, mask, values in pins.entries:
         assert torch.equal(parameter.data[mask], values)
+    for matrix, columns, norms in pins.norms:  # each token keeps its embedding norm; its direction trains
+        assert torch.allclose(matrix.data[:, columns].norm(dim=1, keepdim=True), norms, rtol=1e-5)
+    tokens = model.model.embed_tokens.weight[:, 1:model.config.hidden_size // 2]
+    assert not torch.equal(tokens, before["model.embed_tokens.weight"][:, 1:model.config.hidden_size // 2])
     layer1 = model.model.layers[1].self_attn
     assert torch.equal(layer1.q_proj.weight[: circuit.COPY_HEADS * model.config.head_dim],
                        before["model.layers.1.self_attn.q_proj.weight"][: circuit.COPY_HEADS * model.config.head_dim])

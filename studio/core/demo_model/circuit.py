@@ -65,14 +65,22 @@ class Pins:
 
     def __init__(self) -> None:
         self.entries: list[tuple[Any, Any, Any]] = []  # (parameter, mask, values)
+        self.norms: list[tuple[Any, Any, Any]] = []  # (matrix, columns, row norms)
 
     def add(self, parameter: Any, mask: Any) -> None:
         self.entries.append((parameter, mask, parameter.data[mask].clone()))
+
+    def hold_norms(self, matrix: Any, columns: Any) -> None:
+        """Keep each row's norm over `columns` as it is now (its direction still trains)."""
+        self.norms.append((matrix, columns, matrix.data[:, columns].norm(dim=1, keepdim=True).clone()))
 
     def restore(self) -> None:
         """Put every pinned entry back (call after each optimizer step)."""
         for parameter, mask, values in self.entries:
             parameter.data[mask] = values
+        for matrix, columns, norms in self.norms:
+            block = matrix.data[:, columns]
+            matrix.data[:, columns] = block * (norms / block.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
     def count(self) -> int:
         return sum(int(mask.sum()) for _, mask, _ in self.entries)
@@ -177,10 +185,16 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
             layer1.o_proj.weight[:, rows] = 0
             layer1.o_proj.weight[:, rows][:, : values.shape[0]] = copy_gain * rms * (a @ values.T) / COPY_HEADS
 
+    # Held: the constant and the empty second half of every embedding, each token's embedding norm (a token
+    # grown large in training would outscore true matches as a key), and layer 0 apart from the circuit (its
+    # other branches stay zero), so that a copy head compares tokens and nothing else.
     pins = Pins()
-    column0 = torch.zeros_like(emb, dtype=torch.bool)
-    column0[:, 0] = True
-    pins.add(model.model.embed_tokens.weight, column0)
+    held = torch.zeros_like(emb, dtype=torch.bool)
+    held[:, 0] = True
+    held[:, d // 2:] = True
+    pins.add(model.model.embed_tokens.weight, held)
+    pins.hold_norms(model.model.embed_tokens.weight, torch.tensor(token_dims))
+    pins.add(model.model.layers[0].mlp.down_proj.weight, torch.ones_like(model.model.layers[0].mlp.down_proj.weight, dtype=torch.bool))
     for layer, count in ((layer0, span), (layer1, COPY_HEADS)):
         rows = torch.zeros_like(layer.q_proj.weight, dtype=torch.bool)
         rows[: count * hd] = True
@@ -189,7 +203,5 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     for index in (0, 1):  # their input norms set how sharp the heads are
         norm = model.model.layers[index].input_layernorm.weight
         pins.add(norm, torch.ones_like(norm, dtype=torch.bool))
-    columns = torch.zeros_like(layer0.o_proj.weight, dtype=torch.bool)
-    columns[:, : span * hd] = True
-    pins.add(layer0.o_proj.weight, columns)
+    pins.add(layer0.o_proj.weight, torch.ones_like(layer0.o_proj.weight, dtype=torch.bool))
     return pins
