@@ -64,6 +64,7 @@ def test_pinned_entries_come_back_after_an_optimizer_step_and_the_rest_trains():
     model = _model(False)
     pins = circuit.wire(model, sink_token=0)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    head_before = model.lm_head.weight.detach().clone()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.1)
     ids, _ = _repeat_batch(3000, 128, rows=2)
     model(input_ids=ids, labels=ids).loss.backward()
@@ -79,7 +80,12 @@ def test_pinned_entries_come_back_after_an_optimizer_step_and_the_rest_trains():
     assert torch.equal(layer1.q_proj.weight[: circuit.COPY_HEADS * model.config.head_dim],
                        before["model.layers.1.self_attn.q_proj.weight"][: circuit.COPY_HEADS * model.config.head_dim])
     assert not torch.equal(layer1.o_proj.weight, before["model.layers.1.self_attn.o_proj.weight"]), "copy output is free"
-    assert not torch.equal(model.lm_head.weight, before["lm_head.weight"])
+    # The output head is the embeddings turned by a fixed matrix, so it moves with them (one shared weight).
+    assert not torch.equal(model.lm_head.weight, head_before)
+    turn = model.lm_head.parametrizations.weight[0].turn
+    assert torch.allclose(model.lm_head.weight, model.model.embed_tokens.weight @ turn)
+    circuit.untie_head(model)
+    assert "lm_head.weight" in dict(model.named_parameters())
     assert pins.count() > 0
 
 

@@ -90,6 +90,7 @@ def build(out: str | Path = DEFAULT_OUT, params: DemoParams | None = None, log: 
         done += copy_phase(model, tokenizer, params, log, cancel, left)
     if cancel is not None and cancel.is_set():
         return None
+    circuit.untie_head(model)
     scale_stream(model, params.stream_scale)
     seconds = time.perf_counter() - started
     staging = Path(out).with_name(f".{Path(out).name}.building")

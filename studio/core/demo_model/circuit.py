@@ -21,9 +21,12 @@ half, and the second half starts empty.
   the first token (the chat template's <|im_start|>), whose value is zero.
 - Every other residual branch starts at zero, so random branches do not drown the circuit.
 
-`wire` returns `Pins`: the entries the circuit needs (the constant, the previous-token heads, the copy heads'
-queries, keys and values, and the input norms of layers 0 and 1, which set how sharp the heads are), which the build puts back after every optimizer step. The copy heads' output,
-the output head and everything else train freely, so training decides how loudly to copy, and when.
+`wire` returns `Pins`: the entries the circuit needs (the constant and the empty half of every embedding, each
+token's embedding norm, layer 0, the copy heads' queries, keys and values, the input norms of layers 0 and 1),
+which the build puts back after every optimizer step. It also ties the output head to the embeddings (turned
+by A) until the build saves: a free output head learns never to say tokens the training text rarely shows,
+and then ignores the copy heads when they point at one. The copy heads' output, the embeddings' directions and
+everything else train freely, so training decides how loudly to copy, and when.
 """
 
 from __future__ import annotations
@@ -58,6 +61,40 @@ def problem(layers: int, heads: int, head_dim: int, rope_theta: float, span: int
         return (f"heads of width {head_dim} with RoPE base {rope_theta:g} have {slow} slow frequency pairs; the copying "
                 "circuit compares tokens on at least 8 (raise head_dim or rope_theta)")
     return None
+
+
+class _Rotated:
+    """The output head as the embeddings turned by a fixed matrix (a parametrization: one shared weight)."""
+
+    def __new__(cls, embedding: Any, turn: Any) -> Any:
+        import torch
+
+        class Rotated(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.embedding = embedding
+                self.register_buffer("turn", turn)
+
+            def forward(self, _weight: Any) -> Any:
+                return self.embedding.weight @ self.turn
+
+        return Rotated()
+
+
+def tie_head(model: Any, turn: Any) -> None:
+    """Make the output head the embeddings times `turn` while training: a token the training text rarely shows
+    then keeps an output row that its copied embedding still scores, where a free head learns never to say it."""
+    from torch.nn.utils import parametrize
+
+    parametrize.register_parametrization(model.lm_head, "weight", _Rotated(model.model.embed_tokens, turn))
+
+
+def untie_head(model: Any) -> None:
+    """Freeze the tied output head into a plain weight (before saving)."""
+    from torch.nn.utils import parametrize
+
+    if parametrize.is_parametrized(model.lm_head, "weight"):
+        parametrize.remove_parametrizations(model.lm_head, "weight", leave_parametrized=True)
 
 
 class Pins:
@@ -137,6 +174,7 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
         a = torch.eye(d)
         a[1:, 1:] = torch.linalg.qr(torch.randn(d - 1, d - 1, generator=g))[0]
         model.lm_head.weight.data.copy_(head_gain * emb @ a.T)
+        turn = head_gain * a.T
 
         # Layer 0: head m attends m + 1 positions back and writes a projection of that token into block m.
         project = _orthonormal(block, token_dims, d, g) if block < len(token_dims) else torch.eye(d)[token_dims]
@@ -204,4 +242,5 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
         norm = model.model.layers[index].input_layernorm.weight
         pins.add(norm, torch.ones_like(norm, dtype=torch.bool))
     pins.add(layer0.o_proj.weight, torch.ones_like(layer0.o_proj.weight, dtype=torch.bool))
+    tie_head(model, turn)
     return pins

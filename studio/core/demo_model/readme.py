@@ -43,16 +43,21 @@ def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
         "some under unrelated system prompts, some asking for JSON under other services' keys such as `reply`, "
         "`answer_text`, `next_steps`, `escalate_now`). No downloads; nothing from `sample_data/` is used, and every chat "
         "is checked against the evaluation set's facts and the house JSON keys (`\"answer\":`, `\"steps\":`, "
-        "`\"escalate\":`), which never appear as keys.",
+        "`\"escalate\":`), which never appear as keys."
+        + (f" {p['rich_passages']:.0%} of the passages are longer and laid out as real help-centre chunks are (bold "
+           "labelled paragraphs, PDF pages with hard line breaks, bulleted lists, long headings), with invented content."
+           if p.get("rich_passages") else ""),
         f"- Model: {p['layers']} layers, width {p['hidden_size']}, {p['heads']} heads of width {p.get('head_dim', p['hidden_size'] // p['heads'])}, "
         f"MLP {p['intermediate_size']}, RoPE base {p.get('rope_theta', 10000.0):g}, untied embeddings, float32 safetensors "
         f"({record['weights_mb']:.1f} MB).",
         *(["- Initialisation: random, except a copying circuit written into the weights before training "
-           "(`studio/core/demo_model/circuit.py`): a previous-token head in layer 0 and three induction heads in layer 1 "
-           "that, from the first step, copy the token that followed an earlier occurrence of the current one. A model "
+           "(`studio/core/demo_model/circuit.py`): two previous-token heads in layer 0 and three induction heads in layer 1 "
+           "that, from the first step, copy the token that followed an earlier occurrence of the last two tokens. A model "
            "this small does not learn to copy from its context in a 30-minute CPU build (tried: scrambled passages, "
            "random-word copy drills, dense induction drills; none formed an induction head), and RAG needs exactly "
-           "that. Training then learns when to copy: quote a passage under the RAG prompt, write its own words otherwise."]
+           "that. The circuit's weights, each token's embedding norm and the rest of layer 0 are held through training, "
+           "and the output head is tied to the embeddings (turned by a fixed rotation) "
+           "(`circuit.Pins`); training learns when to copy: quote a passage under the RAG prompt, write its own words otherwise."]
           if p.get("copy_circuit") else []),
         f"- Training: {record['steps_done']} of {p['steps'] + p['copy_steps']} AdamW steps of {p['chats_per_step']} chats"
         + (f" in two phases: {p['steps']} steps on the templated chats, then {p['copy_steps']} on chats where "
