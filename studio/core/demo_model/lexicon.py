@@ -44,8 +44,9 @@ CURRENCIES = ("€", "$")
 class Lexicon:
     """Seeded slot fillers. Each call draws a fresh value."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, words: tuple[str, ...] | list[str] | None = None) -> None:
         self.rng = rng
+        self.words = words  # what `corpus.scramble` swaps words for (None: the corpus's own words)
 
     def pick(self, options: tuple[str, ...] | list[str]) -> str:
         return self.rng.choice(options)

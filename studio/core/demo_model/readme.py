@@ -46,7 +46,12 @@ def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
         "`\"escalate\":`), which never appear as keys."
         + (f" {p['rich_passages']:.0%} of the passages are longer and laid out as real help-centre chunks are (bold "
            "labelled paragraphs, PDF pages with hard line breaks, bulleted lists, long headings), with invented content."
-           if p.get("rich_passages") else ""),
+           if p.get("rich_passages") else "")
+        + (f" {p['scrambled']:.0%} of the passages have {p.get('scramble_rate', 0.33):.0%} of their words swapped for "
+           + ("random everyday English words (the default embedder's WordPiece vocabulary, which the tokenizer also "
+              "learns), invented names and numbers" if p.get("english_words") else "random words, numbers and invented names")
+           + ", so that quoting them takes copying rather than recalling templates."
+           if p.get("scrambled") and not p["copy_steps"] else ""),
         f"- Model: {p['layers']} layers, width {p['hidden_size']}, {p['heads']} heads of width {p.get('head_dim', p['hidden_size'] // p['heads'])}, "
         f"MLP {p['intermediate_size']}, RoPE base {p.get('rope_theta', 10000.0):g}, untied embeddings, float32 safetensors "
         f"({record['weights_mb']:.1f} MB).",

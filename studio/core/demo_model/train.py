@@ -30,6 +30,11 @@ class DemoParams:
                                   "quoting them takes copying (see corpus.scramble); 0 = none.", min=0, max=1_000_000, step=1)
     scrambled: float = param_field(0.0, "Share of passages with a third of their words swapped for random ones, so "
                                    "that quoting them takes copying (see corpus.scramble).", min=0.0, max=1.0, step=0.05)
+    scramble_rate: float = param_field(0.33, "Share of a scrambled passage's words that are swapped.", min=0.0, max=1.0,
+                                       step=0.05)
+    english_words: bool = field(default=False, metadata={"help": "Scrambled passages swap words for everyday English "
+                                                                  "ones, which the tokenizer also learns (see corpus.english_words); "
+                                                                  "off = the corpus's own words."})
     rich_passages: float = param_field(0.0, "Share of passages that are longer and laid out like real help-centre "
                                        "chunks: bold labels, PDF pages, bulleted lists (see corpus._rich).",
                                        min=0.0, max=1.0, step=0.05)
@@ -85,7 +90,7 @@ class DemoParams:
 # The shape the copying circuit needs and the build it was measured with (`studio demo-model build --copy-circuit`):
 # an experiment, not the committed model's build yet (see the README's demo model section).
 CIRCUIT: dict[str, Any] = {"copy_circuit": True, "heads": 4, "head_dim": 128, "rope_theta": 1e14, "rich_passages": 0.5,
-                           "steps": 600}
+                           "scrambled": 0.7, "scramble_rate": 0.5, "english_words": True, "steps": 600}
 
 
 @dataclass
