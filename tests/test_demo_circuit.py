@@ -8,7 +8,7 @@ from studio.core.demo_model import circuit
 from studio.core.demo_model.train import CIRCUIT, DemoParams
 
 
-def _model(wired: bool, vocab: int = 3000, seed: int = 0):
+def _model(wired: bool, vocab: int = 3000, seed: int = 0, span: int = circuit.SPAN):
     params = DemoParams(**CIRCUIT)
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab, hidden_size=params.hidden_size, num_hidden_layers=2,
@@ -17,7 +17,7 @@ def _model(wired: bool, vocab: int = 3000, seed: int = 0):
                          rope_parameters={"rope_type": "default", "rope_theta": params.rope_theta}, tie_word_embeddings=False)
     model = LlamaForCausalLM(config).eval()
     if wired:
-        circuit.wire(model, sink_token=0, seed=seed)
+        circuit.wire(model, sink_token=0, seed=seed, span=span)
     return model
 
 
@@ -31,11 +31,11 @@ def _repeat_batch(vocab: int, length: int, rows: int = 4, seed: int = 1):
     return ids, torch.arange(start, start + span - 1)  # positions whose next token is a copy
 
 
-@pytest.mark.parametrize("length", [256, 1400])
-def test_a_wired_model_copies_a_repeated_span_before_any_training(length):
+@pytest.mark.parametrize("length,span", [(256, 2), (1400, 2), (1400, 3)])
+def test_a_wired_model_copies_a_repeated_span_before_any_training(length, span):
     ids, where = _repeat_batch(3000, length)
     with torch.no_grad():
-        predicted = _model(True)(input_ids=ids).logits.argmax(-1)
+        predicted = _model(True, span=span)(input_ids=ids).logits.argmax(-1)
     accuracy = (predicted[:, where] == ids[:, where + 1]).float().mean().item()
     assert accuracy > 0.85, f"copied {accuracy:.0%} of a repeated span over {length} tokens"
 
@@ -115,3 +115,26 @@ def test_a_common_token_is_continued_from_where_the_two_last_tokens_occurred_tog
         margins[span] = (top.values[0] - top.values[1]).item()
     # One token matches all 28 places "X" occurred, so the right successor barely wins; two tokens pick it out.
     assert margins[2] > 3 > margins[1], margins
+
+
+def test_three_tokens_pick_out_a_common_pair_and_two_still_start_a_quote():
+    """'Y X' occurs many times with different successors (like "if the"); only one earlier 'W Y X' says what
+    comes next. With three tokens compared that one wins clearly; with two it is one of 28."""
+    g = torch.Generator().manual_seed(6)
+    ids = torch.randint(10, 3000, (1, 400), generator=g)
+    ids[0, 0] = 0
+    w, y, x, z = 6, 7, 8, 9
+    ids[0, 20:300:10], ids[0, 21:300:10] = y, x  # 28 earlier "Y X", each followed by a random token
+    ids[0, 150], ids[0, 151], ids[0, 152] = w, y, x
+    ids[0, 153] = z
+    ids[0, 397], ids[0, 398], ids[0, 399] = w, y, x
+    margins = {}
+    for span in (2, 3):
+        with torch.no_grad():
+            logits = _model(True, span=span)(input_ids=ids).logits[0, -1]
+        margins[span] = (logits[z] - logits[torch.arange(len(logits)) != z].max()).item()
+    assert margins[3] > 3 and margins[3] > margins[2] + 2, margins
+    # A quote's second token: only the current token and the one before match, and span 3 still copies it.
+    ids[0, 398], ids[0, 399] = ids[0, 305], ids[0, 306]
+    with torch.no_grad():
+        assert _model(True, span=3)(input_ids=ids).logits[0, -1].argmax().item() == ids[0, 307].item()

@@ -53,7 +53,8 @@ def make_model(tokenizer: Any, params: DemoParams) -> tuple[Any, circuit.Pins | 
                          head_dim=params.head_dim, rope_parameters={"rope_type": "default", "rope_theta": params.rope_theta})
     pins = None
     if params.copy_circuit:
-        pins = circuit.wire(model, sink_token=tokenizer.convert_tokens_to_ids("<|im_start|>"), seed=params.seed)
+        pins = circuit.wire(model, sink_token=tokenizer.convert_tokens_to_ids("<|im_start|>"), seed=params.seed,
+                            span=params.copy_span)
     return model, pins
 
 

@@ -128,8 +128,10 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     """Overwrite `model`'s random-init embeddings, output head and first two attention layers with the circuit.
 
     `span`: how many tokens a copy head compares (1 = the current token; 2 = it and the one before, which
-    tells apart the many places a common token such as "the" or "**" occurs). `sink_at`: the first token's
-    score as a share of a full match (default: between a match of all but one token and a full match).
+    tells apart the many places a common token such as "the" or "**" occurs; 3 also tells apart the many
+    places a common pair such as "if the" occurs). `sink_at`: the first token's score as a share of a full
+    match (default: between a match of two tokens, or all of them if fewer, and one fewer, so that with span 3 a two-token
+    match still copies where no three-token one exists, as at the start of a quote).
 
     Returns the entries that must stay as wired for the circuit to keep working: the constant dimension, the
     previous-token heads, and the copy heads' queries, keys and values. Left free to train: the copy heads'
@@ -148,7 +150,7 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     reason = problem(cfg.num_hidden_layers, heads, hd, theta, span)
     if reason:
         raise ValueError(reason)
-    sink_at = (span - 0.5) / span if sink_at is None else sink_at
+    sink_at = min(span - 0.5, 1.5) / span if sink_at is None else sink_at
     g = torch.Generator().manual_seed(seed + 7919)
     emb = model.model.embed_tokens.weight.data
     layer0, layer1 = model.model.layers[0].self_attn, model.model.layers[1].self_attn

@@ -9,8 +9,12 @@ from studio.core.demo_model import support_talk
 METRICS = ("fact_recall", "schema_valid", "json_valid", "refusal", "exact_match", "rouge_l", "chrf", "tokens", "eos_rate")
 
 
+_SPAN_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
+
+
 def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
     p = record["params"]
+    span = p.get("copy_span", 2)
     lines = [
         "# studio-demo",
         "",
@@ -55,9 +59,10 @@ def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
         f"- Model: {p['layers']} layers, width {p['hidden_size']}, {p['heads']} heads of width {p.get('head_dim', p['hidden_size'] // p['heads'])}, "
         f"MLP {p['intermediate_size']}, RoPE base {p.get('rope_theta', 10000.0):g}, untied embeddings, float32 safetensors "
         f"({record['weights_mb']:.1f} MB).",
-        *(["- Initialisation: random, except a copying circuit written into the weights before training "
-           "(`studio/core/demo_model/circuit.py`): two previous-token heads in layer 0 and three induction heads in layer 1 "
-           "that, from the first step, copy the token that followed an earlier occurrence of the last two tokens. A model "
+        *([f"- Initialisation: random, except a copying circuit written into the weights before training "
+           f"(`studio/core/demo_model/circuit.py`): {_SPAN_WORDS[span]} previous-token heads in layer 0 and three induction "
+           f"heads in layer 1 that, from the first step, copy the token that followed an earlier occurrence of the last "
+           f"{_SPAN_WORDS[span]} tokens{' (or of the last two, where no such occurrence exists)' if span > 2 else ''}. A model "
            "this small does not learn to copy from its context in a 30-minute CPU build (tried: scrambled passages, "
            "random-word copy drills, dense induction drills; none formed an induction head), and RAG needs exactly "
            "that. The circuit's weights, each token's embedding norm and the rest of layer 0 are held through training, "

@@ -55,6 +55,8 @@ class DemoParams:
     copy_circuit: bool = field(default=False, metadata={"help": "Start from weights that already copy from the "
                                                                  "context (see circuit; use the CIRCUIT shape); off = plain "
                                                                  "random init, as the committed model was built."})
+    copy_span: int = param_field(2, "Tokens the circuit's copy heads compare: the current one and those before it "
+                                 "(see circuit.wire).", min=1, max=4, step=1)
     intermediate_size: int = param_field(512, "MLP width.", min=32, max=16384, step=32)
     stream_scale: float = param_field(0.01, "After training, the residual stream is scaled by this factor without "
                                       "changing what the model computes (see build.scale_stream): a LoRA on the value and "
@@ -75,7 +77,7 @@ class DemoParams:
         if self.copy_circuit:
             from studio.core.demo_model.circuit import problem
 
-            reason = problem(self.layers, self.heads, self.head_dim, self.rope_theta)
+            reason = problem(self.layers, self.heads, self.head_dim, self.rope_theta, self.copy_span)
             if reason:
                 raise ConfigError(f"This shape cannot hold the copying circuit: {reason}.",
                                   "change the shape, or build without the circuit (copy_circuit=False).")
