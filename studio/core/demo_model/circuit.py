@@ -130,8 +130,9 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     `span`: how many tokens a copy head compares (1 = the current token; 2 = it and the one before, which
     tells apart the many places a common token such as "the" or "**" occurs; 3 also tells apart the many
     places a common pair such as "if the" occurs). `sink_at`: the first token's score as a share of a full
-    match (default: between a match of two tokens, or all of them if fewer, and one fewer, so that with span 3 a two-token
-    match still copies where no three-token one exists, as at the start of a quote).
+    match (default: halfway between a one-token and a two-token match, half a match for span 1, so that a
+    match of the last two tokens always copies: with span 3 also where no three-token one exists, as at the
+    start of a quote).
 
     Returns the entries that must stay as wired for the circuit to keep working: the constant dimension, the
     previous-token heads, and the copy heads' queries, keys and values. Left free to train: the copy heads'

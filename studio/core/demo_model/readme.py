@@ -9,7 +9,11 @@ from studio.core.demo_model import support_talk
 METRICS = ("fact_recall", "schema_valid", "json_valid", "refusal", "exact_match", "rouge_l", "chrf", "tokens", "eos_rate")
 
 
-_SPAN_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
+def _scrambling(p: dict[str, Any]) -> str:
+    """How the scrambled passages were made, from the build's params."""
+    swapped = ("random everyday English words (the default embedder's WordPiece vocabulary, which the tokenizer also "
+               "learns), invented names and numbers" if p.get("english_words") else "random words, numbers and invented names")
+    return f"{p['scrambled']:.0%} of the passages have {p.get('scramble_rate', 0.33):.0%} of their words swapped for {swapped}"
 
 
 def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
@@ -51,18 +55,15 @@ def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
         + (f" {p['rich_passages']:.0%} of the passages are longer and laid out as real help-centre chunks are (bold "
            "labelled paragraphs, PDF pages with hard line breaks, bulleted lists, long headings), with invented content."
            if p.get("rich_passages") else "")
-        + (f" {p['scrambled']:.0%} of the passages have {p.get('scramble_rate', 0.33):.0%} of their words swapped for "
-           + ("random everyday English words (the default embedder's WordPiece vocabulary, which the tokenizer also "
-              "learns), invented names and numbers" if p.get("english_words") else "random words, numbers and invented names")
-           + ", so that quoting them takes copying rather than recalling templates."
+        + (f" {_scrambling(p)}, so that quoting them takes copying rather than recalling templates."
            if p.get("scrambled") and not p["copy_steps"] else ""),
         f"- Model: {p['layers']} layers, width {p['hidden_size']}, {p['heads']} heads of width {p.get('head_dim', p['hidden_size'] // p['heads'])}, "
         f"MLP {p['intermediate_size']}, RoPE base {p.get('rope_theta', 10000.0):g}, untied embeddings, float32 safetensors "
         f"({record['weights_mb']:.1f} MB).",
         *([f"- Initialisation: random, except a copying circuit written into the weights before training "
-           f"(`studio/core/demo_model/circuit.py`): {_SPAN_WORDS[span]} previous-token heads in layer 0 and three induction "
-           f"heads in layer 1 that, from the first step, copy the token that followed an earlier occurrence of the last "
-           f"{_SPAN_WORDS[span]} tokens{' (or of the last two, where no such occurrence exists)' if span > 2 else ''}. A model "
+           f"(`studio/core/demo_model/circuit.py`): {span} previous-token heads in layer 0 and three induction heads in "
+           f"layer 1 that, from the first step, copy the token that followed an earlier occurrence of the last {span} "
+           f"tokens{' (or of the last 2, where no such occurrence exists)' if span > 2 else ''}. A model "
            "this small does not learn to copy from its context in a 30-minute CPU build (tried: scrambled passages, "
            "random-word copy drills, dense induction drills; none formed an induction head), and RAG needs exactly "
            "that. The circuit's weights, each token's embedding norm and the rest of layer 0 are held through training, "
@@ -71,8 +72,7 @@ def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
           if p.get("copy_circuit") else []),
         f"- Training: {record['steps_done']} of {p['steps'] + p['copy_steps']} AdamW steps of {p['chats_per_step']} chats"
         + (f" in two phases: {p['steps']} steps on the templated chats, then {p['copy_steps']} on chats where "
-           f"{p['scrambled']:.0%} of the passages have a third of their words swapped for random ones"
-           if p["copy_steps"] else "")
+           f"{_scrambling(p)}" if p["copy_steps"] else "")
         + f"; peak learning rate {p['learning_rate']}, {p['warmup_steps']} warm-up steps then cosine decay; "
         f"loss on the replies only; seed {p['seed']}.",
         *([f"- Then its residual stream was scaled by {p['stream_scale']} (`build.scale_stream`: embeddings, value and "

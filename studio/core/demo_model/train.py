@@ -28,8 +28,8 @@ class DemoParams:
     # the default build is the single phase that made the committed model.
     copy_steps: int = param_field(0, "Second phase: steps on chats whose passages are partly scrambled, so that "
                                   "quoting them takes copying (see corpus.scramble); 0 = none.", min=0, max=1_000_000, step=1)
-    scrambled: float = param_field(0.0, "Share of passages with a third of their words swapped for random ones, so "
-                                   "that quoting them takes copying (see corpus.scramble).", min=0.0, max=1.0, step=0.05)
+    scrambled: float = param_field(0.0, "Share of passages with `scramble_rate` of their words swapped for random "
+                                   "ones, so that quoting them takes copying (see corpus.scramble).", min=0.0, max=1.0, step=0.05)
     scramble_rate: float = param_field(0.33, "Share of a scrambled passage's words that are swapped.", min=0.0, max=1.0,
                                        step=0.05)
     english_words: bool = field(default=False, metadata={"help": "Scrambled passages swap words for everyday English "
