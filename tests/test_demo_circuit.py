@@ -138,3 +138,84 @@ def test_three_tokens_pick_out_a_common_pair_and_two_still_start_a_quote():
     ids[0, 398], ids[0, 399] = ids[0, 305], ids[0, 306]
     with torch.no_grad():
         assert _model(True, span=3)(input_ids=ids).logits[0, -1].argmax().item() == ids[0, 307].item()
+
+
+SYSTEM, USER, ASSISTANT = 1, 2, 3  # role tokens in the synthetic chats below (0 is <|im_start|>, the sink)
+
+
+def _chat(turns: list[tuple[int, int]], seed: int = 7):
+    """A chat of (role, length) turns of random tokens, each after <|im_start|> and its role token; returns the
+    ids and, per position, whether it lies in an assistant turn: from its role token up to the next one (the
+    <|im_start|> that ends a reply still reads as part of it)."""
+    g = torch.Generator().manual_seed(seed)
+    ids, mine = [], []
+    for role, length in turns:
+        ids += [0, role, *torch.randint(10, 3000, (length,), generator=g).tolist()]
+        mine += [bool(mine) and mine[-1], role == ASSISTANT, *[role == ASSISTANT] * length]
+    return torch.tensor([ids]), torch.tensor(mine)
+
+
+def _wired_with_roles(skip: bool, span: int = circuit.SPAN):
+    model = _model(False)
+    roles = {"reply_token": ASSISTANT, "role_tokens": (SYSTEM, USER, ASSISTANT)} if skip else {}
+    pins = circuit.wire(model, sink_token=0, span=span, **roles)
+    model.config._attn_implementation = "eager"
+    return model, pins
+
+
+def test_the_role_head_marks_every_position_of_an_assistant_turn_and_nothing_else():
+    # A long RAG-like user turn, a reply, a 3-token user turn right after it, and a second reply.
+    ids, mine = _chat([(SYSTEM, 12), (USER, 1100), (ASSISTANT, 150), (USER, 3), (ASSISTANT, 120)])
+    model, _ = _wired_with_roles(True)
+    with torch.no_grad():
+        stream = model(input_ids=ids, output_hidden_states=True).hidden_states[1][0]  # layer 1's input
+    d = model.config.hidden_size
+    mark = stream[:, d // 2 - 1] / stream[:, 0]  # the reply mark, as a share of the constant dimension
+    assert mark[mine].min().item() > 0.95, "a position in a reply is not marked"
+    assert mark[~mine].abs().max().item() < 0.05, "a position outside the replies is marked"
+
+
+def test_the_copy_heads_quote_the_prompt_but_never_the_models_own_reply():
+    """The reply quotes a prompt span (copied), then repeats a phrase of its own (copied only without the mark)."""
+    ids, _ = _chat([(USER, 300), (ASSISTANT, 200)])
+    start = 2 + 300 + 2  # the reply's first token
+    ids[0, start:start + 40] = ids[0, 100:140]  # a quote of the prompt
+    ids[0, start + 120:start + 160] = ids[0, start + 60:start + 100]  # the reply repeating its own words
+    quote, own = torch.arange(start + 1, start + 39), torch.arange(start + 121, start + 159)
+
+    def copied(model, where):
+        with torch.no_grad():
+            predicted = model(input_ids=ids).logits.argmax(-1)
+        return (predicted[0, where] == ids[0, where + 1]).float().mean().item()
+
+    plain, _ = _wired_with_roles(False)
+    marked, _ = _wired_with_roles(True)
+    assert copied(plain, quote) > 0.85 and copied(plain, own) > 0.85  # without the mark both are copied
+    assert copied(marked, quote) > 0.85, "with the reply mark the prompt is still quoted"
+    assert copied(marked, own) < 0.1, "the reply mark should keep the copy heads off the model's own words"
+    with torch.no_grad():
+        attentions = marked(input_ids=ids, output_attentions=True).attentions[1][0, :circuit.COPY_HEADS]
+    assert attentions[:, own][:, :, start - 1:].sum(-1).max().item() < 0.01, "a copy head looked at the reply"
+
+
+def test_the_reply_mark_and_the_role_head_stay_as_wired_while_training():
+    model, pins = _wired_with_roles(True, span=3)
+    ids, mine = _chat([(USER, 100), (ASSISTANT, 60)])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model(input_ids=ids, labels=ids).loss.backward()
+    optimizer.step()
+    pins.restore()
+    with torch.no_grad():
+        stream = model(input_ids=ids, output_hidden_states=True).hidden_states[1][0]
+    d = model.config.hidden_size
+    mark = stream[:, d // 2 - 1] / stream[:, 0]
+    assert mark[mine].min().item() > 0.95 and mark[~mine].abs().max().item() < 0.05
+
+
+def test_marking_replies_needs_a_head_more_and_a_recency_pair():
+    assert "needs 4 heads" in circuit.problem(4, 3, 128, 1e14, span=3, skip_reply=True)
+    assert circuit.problem(4, 4, 128, 1e14, span=3, skip_reply=True) is None
+    assert "no frequency pair" in circuit.problem(4, 4, 128, 1e3, span=2, skip_reply=True) or \
+        "slow frequency pairs" in circuit.problem(4, 4, 128, 1e3, span=2, skip_reply=True)
+    with pytest.raises(ValueError, match="role_tokens"):
+        circuit.wire(_model(False), sink_token=0, reply_token=ASSISTANT, role_tokens=(SYSTEM, USER))

@@ -216,3 +216,23 @@ def test_copy_circuit_flag_builds_the_circuit_shape_and_says_so_in_the_command()
         (True, CIRCUIT["heads"], CIRCUIT["head_dim"], CIRCUIT["rope_theta"], CIRCUIT["steps"])
     assert params_from_args(parser.parse_args(["demo-model", "build", "--copy-circuit", "--steps", "9"])).steps == 9
     assert command_line(wired).endswith("--copy-circuit")
+
+
+def test_marking_replies_teaches_the_tokenizer_each_role_name_as_one_token_and_wires_the_role_head() -> None:
+    from studio.core.demo_model.build import ROLES, make_model, make_tokenizer
+
+    params = DemoParams(**{**CIRCUIT, "skip_own_reply": True, "vocab_size": 2000, "layers": 2})
+    tokenizer = make_tokenizer(params)
+    assert all(len(tokenizer(role, add_special_tokens=False)["input_ids"]) == 1 for role in ROLES)
+    model, pins = make_model(tokenizer, params)
+    head = params.copy_span * params.head_dim  # layer 0's role head comes after the previous-token heads
+    assert model.model.layers[0].self_attn.v_proj.weight[head].abs().sum() > 0 and pins is not None
+    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}],
+                                        tokenize=True, return_dict=True)["input_ids"]
+    import torch
+
+    with torch.no_grad():
+        stream = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[1][0]
+    mark = (stream[:, params.hidden_size // 2 - 1] / stream[:, 0]).round().tolist()
+    reply = ids.index(tokenizer.convert_tokens_to_ids("assistant"))
+    assert mark == [0.0] * reply + [1.0] * (len(ids) - reply)

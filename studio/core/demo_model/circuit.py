@@ -19,6 +19,12 @@ half, and the second half starts empty.
   token gets the logit. Comparing two tokens rather than one matters on real documents, where a token like
   "**" or "the" occurs dozens of times with different successors. When nothing matches, the heads rest on
   the first token (the chat template's <|im_start|>), whose value is zero.
+- Optionally (`reply_token`), one more layer-0 head marks the model's own replies: it attends to the nearest
+  chat role token (the role names after <|im_start|>, recency from a RoPE pair turning under a quarter turn
+  over the longest prompt) and writes 1 into a reserved dimension when that role is the assistant's. The copy
+  heads' keys read that dimension with a large negative weight, so they copy from the prompt but never from
+  what the model has just said: copying its own output is how a copying model falls into a loop ("the app
+  is normal, as the app is normal, as ..."), since its own last words are always the closest exact match.
 - Every other residual branch starts at zero, so random branches do not drown the circuit.
 
 `wire` returns `Pins`: the entries the circuit needs (the constant and the empty half of every embedding, each
@@ -38,6 +44,20 @@ COPY_HEADS = 3
 FAST_PAIRS = 8  # RoPE frequency pairs used for "the position before" (4 alias at some distances near 1,000)
 SLOW_ANGLE = 0.5  # pairs that turn less than this over MAX_SPAN positions compare tokens
 MAX_SPAN = 1400
+REPLY_SPAN = 2000  # prompt and reply: the role head's recency must not wrap over this many positions
+ROLE_DIMS = 4  # reserved residual dimensions for the role head: role token, assistant's, another's, "in a reply"
+
+
+def _recency_pair(head_dim: int, rope_theta: float) -> int | None:
+    """The fastest RoPE pair that turns at most a quarter turn over REPLY_SPAN positions (sin is monotone there),
+    if it turns at least a tenth of one (else nearby role tokens are not told apart)."""
+    import math
+
+    for i in range(head_dim // 2):
+        turn = rope_theta ** (-2 * i / head_dim) * REPLY_SPAN
+        if turn <= math.pi / 2:
+            return i if turn >= math.pi / 20 else None
+    return None
 
 
 def _orthonormal(n: int, dims: list[int], d: int, generator: Any) -> Any:
@@ -50,17 +70,71 @@ def _orthonormal(n: int, dims: list[int], d: int, generator: Any) -> Any:
     return out
 
 
-def problem(layers: int, heads: int, head_dim: int, rope_theta: float, span: int = SPAN) -> str | None:
+def problem(layers: int, heads: int, head_dim: int, rope_theta: float, span: int = SPAN, skip_reply: bool = False) -> str | None:
     """Why a model of this shape cannot hold the circuit, or None when it can."""
     slow = sum(1 for i in range(head_dim // 2) if rope_theta ** (-2 * i / head_dim) * MAX_SPAN < SLOW_ANGLE)
+    need = max(span + skip_reply, COPY_HEADS)
     if layers < 2:
         return f"the copying circuit needs 2 layers or more, not {layers}"
-    if heads < max(span, COPY_HEADS):
-        return f"the copying circuit needs {max(span, COPY_HEADS)} heads or more, not {heads}"
+    if heads < need:
+        return f"the copying circuit needs {need} heads or more, not {heads}"
+    if skip_reply and _recency_pair(head_dim, rope_theta) is None:
+        return (f"heads of width {head_dim} with RoPE base {rope_theta:g} have no frequency pair that turns between a "
+                f"tenth and a quarter turn over {REPLY_SPAN} positions, which marking the model's own reply needs")
     if slow < 8:
         return (f"heads of width {head_dim} with RoPE base {rope_theta:g} have {slow} slow frequency pairs; the copying "
                 "circuit compares tokens on at least 8 (raise head_dim or rope_theta)")
     return None
+
+
+def _role_head(model: Any, reserved: list[int], token_dims: list[int], head: int, freqs: list[float],
+               reply_token: int, role_tokens: tuple[int, ...], role_gap: float, constant: float, n0: float) -> int:
+    """Wire layer 0's head `head` to mark positions in an assistant turn; returns the dimension it writes.
+
+    Reserved dimensions: every role token has c in `role` (the key); the assistant's has c in `mine` (the
+    value), the others c in `theirs`, and all get the same token-part norm, so every role token has the same
+    RMS and reads the same after RMSNorm. A role token d positions back scores B - Q sin(w d) on the recency
+    pair (w: under a quarter turn over REPLY_SPAN, so the nearer of two role tokens wins by Q w per position)
+    and every other token 0, so the head reads the role of the turn it is in and writes `constant` (what
+    dimension 0 holds) into the `reply` dimension in an assistant turn, 0 elsewhere."""
+    import math
+
+    import torch
+
+    cfg = model.config
+    d, hd, half = cfg.hidden_size, cfg.head_dim, cfg.head_dim // 2
+    role_dim, mine_dim, theirs_dim, reply_dim = reserved
+    layer0 = model.model.layers[0].self_attn
+    emb = model.model.embed_tokens.weight.data
+    c = constant / 2
+    roles = list(role_tokens)
+    emb[roles, role_dim] = c
+    emb[roles, theirs_dim] = c
+    emb[reply_token, theirs_dim] = 0
+    emb[reply_token, mine_dim] = c
+    part = emb[roles][:, token_dims]
+    norm = float(part.norm(dim=1).mean())
+    emb[torch.tensor(roles)[:, None], torch.tensor(token_dims)] = part * (norm / part.norm(dim=1, keepdim=True))
+    n_role = 1.0 / math.sqrt((constant ** 2 + 3 * c ** 2 + norm ** 2) / d)  # RMSNorm's factor on a role token
+    pair = _recency_pair(hd, cfg.rope_parameters["rope_theta"])
+    assert pair is not None  # checked by problem()
+    slope = role_gap / (6 * freqs[pair])  # Q
+    base = slope + role_gap  # B: the farthest role token still beats every other token
+    steady = half - 1  # the slowest pair: does not turn
+    rows = slice(head * hd, (head + 1) * hd)
+    for w in (layer0.q_proj.weight, layer0.k_proj.weight, layer0.v_proj.weight):
+        w.data[rows] = 0
+    q, k, v = layer0.q_proj.weight.data[rows], layer0.k_proj.weight.data[rows], layer0.v_proj.weight.data[rows]
+    root = math.sqrt(math.sqrt(hd))  # q·k is divided by sqrt(hd)
+    q[steady, 0] = math.sqrt(base) * root / n0
+    k[steady, role_dim] = math.sqrt(base) * root / (c * n_role)
+    # RoPE turns q (at t) and k (at s) on the pair: q_i k_{i+half} scores as sin(w (t - s)).
+    q[pair, 0] = math.sqrt(slope) * root / n0
+    k[pair + half, role_dim] = -math.sqrt(slope) * root / (c * n_role)
+    v[0, mine_dim] = 1.0 / (c * n_role)
+    layer0.o_proj.weight.data[:, rows] = 0
+    layer0.o_proj.weight.data[reply_dim, head * hd] = constant
+    return reply_dim
 
 
 class _Rotated:
@@ -124,7 +198,9 @@ class Pins:
 
 
 def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant: float = 0.3, prev_sharp: float = 110.0,
-         match_score: float = 30.0, sink_at: float | None = None, copy_gain: float = 8.0, head_gain: float = 3.0) -> Pins:
+         match_score: float = 30.0, sink_at: float | None = None, copy_gain: float = 8.0, head_gain: float = 3.0,
+         reply_token: int | None = None, role_tokens: tuple[int, ...] = (), role_gap: float = 12.0,
+         reply_penalty: float = 60.0) -> Pins:
     """Overwrite `model`'s random-init embeddings, output head and first two attention layers with the circuit.
 
     `span`: how many tokens a copy head compares (1 = the current token; 2 = it and the one before, which
@@ -132,7 +208,11 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     places a common pair such as "if the" occurs). `sink_at`: the first token's score as a share of a full
     match (default: halfway between a one-token and a two-token match, half a match for span 1, so that a
     match of the last two tokens always copies: with span 3 also where no three-token one exists, as at the
-    start of a quote).
+    start of a quote). `reply_token` (the assistant's role token) and `role_tokens` (every role token, the
+    assistant's too): wire the role head, so the copy heads score a position in an assistant turn
+    `reply_penalty` lower (about two thirds of it in practice, as the stream entering layer 1 is louder than
+    the embeddings) and never copy the model's own words; `role_gap` is how much more the role head scores a
+    role token 6 positions nearer.
 
     Returns the entries that must stay as wired for the circuit to keep working: the constant dimension, the
     previous-token heads, and the copy heads' queries, keys and values. Left free to train: the copy heads'
@@ -148,14 +228,18 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     theta = cfg.rope_parameters["rope_theta"]
     freqs = [theta ** (-2 * i / hd) for i in range(half)]
     slow = [i for i in range(half) if freqs[i] * MAX_SPAN < SLOW_ANGLE]
-    reason = problem(cfg.num_hidden_layers, heads, hd, theta, span)
+    skip_reply = reply_token is not None
+    reason = problem(cfg.num_hidden_layers, heads, hd, theta, span, skip_reply)
     if reason:
         raise ValueError(reason)
+    if skip_reply and reply_token not in role_tokens:
+        raise ValueError("role_tokens must hold every chat role token, the assistant's (reply_token) too")
     sink_at = min(span - 0.5, 1.5) / span if sink_at is None else sink_at
     g = torch.Generator().manual_seed(seed + 7919)
     emb = model.model.embed_tokens.weight.data
     layer0, layer1 = model.model.layers[0].self_attn, model.model.layers[1].self_attn
-    token_dims = list(range(1, d // 2))
+    reserved = list(range(d // 2 - ROLE_DIMS, d // 2)) if skip_reply else []
+    token_dims = list(range(1, d // 2 - len(reserved)))
     block = min(d // 2 // span, len(token_dims))  # width of one earlier token's copy in the second half
     blocks = [list(range(d // 2 + m * block, d // 2 + (m + 1) * block)) for m in range(span)]
 
@@ -166,6 +250,7 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
             layer.self_attn.o_proj.weight.zero_()
             layer.mlp.down_proj.weight.zero_()
         emb[:, d // 2:] = 0
+        emb[:, reserved] = 0
         emb[:, 0] = constant
         z = _orthonormal(1, token_dims, d, g)[0]  # the sink's direction
         emb[:, token_dims] -= (emb @ z)[:, None] * z[token_dims][None, :]
@@ -198,10 +283,15 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
             out[blocks[m], torch.arange(block)] = rms
             layer0.o_proj.weight[:, rows] = out
 
+        if skip_reply:
+            reply_dim = _role_head(model, reserved, token_dims, span, freqs, reply_token, role_tokens, role_gap, constant, n0)
+
         # Layer 1: copy heads. Term 0 compares the current token with block 0 (the token before s); term m
         # compares block m-1 (m tokens before the current one) with block m. One slow slot is the sink.
         slots = slow + [i + half for i in slow]
-        sink_slot, match_slots = slots[0], slots[1:]
+        # The slowest pair does not turn at all over a prompt: the reply mark's slot (no cross-talk with its partner).
+        reply_slot = slow[-1] if skip_reply else None
+        sink_slot, match_slots = slots[0], [i for i in slots[1:] if i != reply_slot]
         per_term = min(len(match_slots) // span, block - 1)
         gain = math.sqrt(match_score / span * math.sqrt(hd) / per_term)
         for h in range(COPY_HEADS):
@@ -220,6 +310,9 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
                     kw[slot, blocks[m]] = w[j] * gain
             qw[sink_slot, 0] = 1.0 / n0
             kw[sink_slot] = z * sink_at * match_score * math.sqrt(hd) / math.sqrt(d)
+            if skip_reply:  # a position in a reply scores reply_penalty lower (the key reads 1 / n0 there, see below)
+                qw[reply_slot, 0] = 1.0 / n0
+                kw[reply_slot, reply_dim] = -reply_penalty * math.sqrt(hd) / n0
             values = _orthonormal(min(hd, len(token_dims) - 1), token_dims, d, g)
             values = values - (values @ z)[:, None] * z[None, :]
             vw[: values.shape[0]] = values
@@ -233,10 +326,11 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     held = torch.zeros_like(emb, dtype=torch.bool)
     held[:, 0] = True
     held[:, d // 2:] = True
+    held[:, reserved] = True
     pins.add(model.model.embed_tokens.weight, held)
     pins.hold_norms(model.model.embed_tokens.weight, torch.tensor(token_dims))
     pins.add(model.model.layers[0].mlp.down_proj.weight, torch.ones_like(model.model.layers[0].mlp.down_proj.weight, dtype=torch.bool))
-    for layer, count in ((layer0, span), (layer1, COPY_HEADS)):
+    for layer, count in ((layer0, span + skip_reply), (layer1, COPY_HEADS)):
         rows = torch.zeros_like(layer.q_proj.weight, dtype=torch.bool)
         rows[: count * hd] = True
         for proj in (layer.q_proj, layer.k_proj, layer.v_proj):

@@ -57,6 +57,9 @@ class DemoParams:
                                                                  "random init, as the committed model was built."})
     copy_span: int = param_field(2, "Tokens the circuit's copy heads compare: the current one and those before it "
                                  "(see circuit.wire).", min=1, max=4, step=1)
+    skip_own_reply: bool = field(default=False, metadata={"help": "The circuit's copy heads never copy from an "
+                                                                  "assistant turn, so the model cannot loop on its own words "
+                                                                  "(see circuit.wire; the tokenizer learns the role names as tokens)."})
     intermediate_size: int = param_field(512, "MLP width.", min=32, max=16384, step=32)
     stream_scale: float = param_field(0.01, "After training, the residual stream is scaled by this factor without "
                                       "changing what the model computes (see build.scale_stream): a LoRA on the value and "
@@ -77,7 +80,7 @@ class DemoParams:
         if self.copy_circuit:
             from studio.core.demo_model.circuit import problem
 
-            reason = problem(self.layers, self.heads, self.head_dim, self.rope_theta, self.copy_span)
+            reason = problem(self.layers, self.heads, self.head_dim, self.rope_theta, self.copy_span, self.skip_own_reply)
             if reason:
                 raise ConfigError(f"This shape cannot hold the copying circuit: {reason}.",
                                   "change the shape, or build without the circuit (copy_circuit=False).")
