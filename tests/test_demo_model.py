@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
 from pathlib import Path
@@ -236,3 +237,33 @@ def test_marking_replies_teaches_the_tokenizer_each_role_name_as_one_token_and_w
     mark = (stream[:, params.hidden_size // 2 - 1] / stream[:, 0]).round().tolist()
     reply = ids.index(tokenizer.convert_tokens_to_ids("assistant"))
     assert mark == [0.0] * reply + [1.0] * (len(ids) - reply)
+
+
+def test_short_quotes_quote_the_answering_sentence_and_change_nothing_else(tokenizer) -> None:
+    plain = list(corpus.chats(1, tokenizer, 300))
+    short = list(corpus.chats(1, tokenizer, 300, short_quotes=True))
+    shorter = 0
+    for a, b in zip(plain, short):
+        assert [m["content"] for m in a[:-1]] == [m["content"] for m in b[:-1]], "the prompts are the same chats"
+        if a[-1]["content"] != b[-1]["content"]:  # a grounded reply: a shorter quote from passage [1], still cited
+            quote = b[-1]["content"]
+            if quote.startswith("{"):
+                quote = next(v for v in json.loads(quote).values() if isinstance(v, str))
+            assert quote.endswith(" [1]") and quote[:-4] in a[-1]["content"] and quote[:-4] in b[-2]["content"]
+            shorter += len(quote) < len(a[-1]["content"])
+    assert shorter > 100
+    # The answer holds the sentence the question was made from: "How often should I descale" -> "descaled every".
+    lex = corpus.Lexicon(random.Random(5))
+    for _ in range(200):
+        p = corpus.passage(lex, mark=True)
+        question = next(q for s, q in corpus.FACTS if _template_matches(q, p.question))
+        sentence = next(s for s, q in corpus.FACTS if q == question)
+        assert re.match(_template_pattern(sentence), p.answer), (p.question, p.answer)
+
+
+def _template_pattern(template: str) -> str:
+    return "".join(".+?" if part.startswith("{") else re.escape(part) for part in re.split(r"(\{\w+\})", template))
+
+
+def _template_matches(template: str, text: str) -> bool:
+    return re.fullmatch(_template_pattern(template), text) is not None

@@ -55,6 +55,23 @@ class Passage:
     source: str
     heading: tuple[str, ...]
     page: int | None
+    answer: str = ""  # with mark=True: the sentence that answers the question and the one after it in its paragraph
+
+
+# Marks around the fact sentences while a passage is laid out and scrambled (scramble touches only ASCII words and
+# digits), so the sentence that answers the question can be found in the finished text: private-use characters.
+_OPEN, _CLOSE = 0xE000, "\ue0ff"
+_MARKS = re.compile("[\ue000-\ue0ff]")
+
+
+def _answer(text: str, index: int) -> tuple[str, str]:
+    """The text without marks, and its fact sentence `index` followed by the next sentence of its paragraph."""
+    start = text.index(chr(_OPEN + index)) + 1
+    end = text.index(_CLOSE, start)
+    rest = _MARKS.sub("", text[end + 1:])
+    following = re.match(r" +[^\n]*?[.!?](?=\s|$)", rest)
+    answer = _MARKS.sub("", text[start:end]) + (following.group() if following else "")
+    return _MARKS.sub("", text), answer
 
 
 def _product(lex: Lexicon) -> dict[str, str]:
@@ -134,17 +151,20 @@ def _rich(lex: Lexicon, sentences: list[str], product: dict[str, str]) -> tuple[
     return f"{title}\n{body}", heading[:1], "pdf"
 
 
-def passage(lex: Lexicon, scrambled: float = 0.0, rate: float = 0.33, rich: float = 0.0) -> Passage:
+def passage(lex: Lexicon, scrambled: float = 0.0, rate: float = 0.33, rich: float = 0.0, mark: bool = False) -> Passage:
     """One help-centre-like passage (1-3 paragraphs, sometimes a list) and a question it answers.
 
     A `rich` share of passages are longer and laid out like real chunks (see `_rich`); with rich = 0 the
-    random draws are exactly those of the plain passages (the committed model's corpus)."""
+    random draws are exactly those of the plain passages (the committed model's corpus). `mark`: also find
+    the sentence that answers the question (`Passage.answer`); the random draws stay the same."""
     rng = lex.rng
     product = _product(lex)
     slots = _slots(lex, product)
     is_rich = bool(rich) and rng.random() < rich
     chosen = rng.sample(FACTS, rng.randint(3, 6) if is_rich else rng.randint(1, 4))
     sentences = [s.format(**slots) for s, _ in chosen]
+    if mark:
+        sentences = [f"{chr(_OPEN + i)}{s}{_CLOSE}" for i, s in enumerate(sentences)]
     for _ in range(rng.randint(0, 3)):
         sentences.insert(rng.randint(0, len(sentences)), rng.choice(FILLERS).format(**_slots(lex, product)))
     if is_rich:
@@ -152,7 +172,9 @@ def passage(lex: Lexicon, scrambled: float = 0.0, rate: float = 0.33, rich: floa
         if scrambled and rng.random() < scrambled:
             text = scramble(text, lex, rate)
         source = f"{product['type'].replace(' ', '-')}-{rng.choice(('guide', 'faq', 'help', 'manual', 'care'))}.{ext}"
-        return Passage(text, rng.choice(chosen)[1].format(**slots), source, heading, rng.randint(1, 30) if ext == "pdf" else None)
+        pair = rng.choice(chosen)
+        text, answer = _answer(text, chosen.index(pair)) if mark else (text, "")
+        return Passage(text, pair[1].format(**slots), source, heading, rng.randint(1, 30) if ext == "pdf" else None, answer)
     paragraphs, current = [], []
     for sentence in sentences:
         current.append(sentence)
@@ -167,12 +189,14 @@ def passage(lex: Lexicon, scrambled: float = 0.0, rate: float = 0.33, rich: floa
     text = "\n\n".join(paragraphs)
     if scrambled and rng.random() < scrambled:
         text = scramble(text, lex, rate)
-    question = rng.choice(chosen)[1].format(**slots)
+    pair = rng.choice(chosen)
+    question = pair[1].format(**slots)
+    text, answer = _answer(text, chosen.index(pair)) if mark else (text, "")
     ext = rng.choice(("md", "md", "html", "txt", "pdf", "docx"))
     source = f"{product['type'].replace(' ', '-')}-{rng.choice(('guide', 'faq', 'help', 'manual', 'care'))}.{ext}"
     heading = tuple(rng.sample((product["type"].capitalize(), "Troubleshooting", "Care and cleaning", "Your plan",
                                 "Getting started", "Contact us", "Updates", "Safety"), rng.randint(0, 2)))
-    return Passage(text, question, source, heading, rng.randint(1, 9) if ext == "pdf" else None)
+    return Passage(text, question, source, heading, rng.randint(1, 9) if ext == "pdf" else None, answer)
 
 
 _WORDS = sorted({w for t in (*FACTS, *FILLERS) for part in t for w in re.findall(r"[A-Za-z]+", part) if len(w) > 2}
@@ -236,15 +260,16 @@ def _json_reply(rng: random.Random, keys: tuple[str, str, str], text: str) -> st
 
 
 def grounded_chat(lex: Lexicon, tokenizer: Any, as_json: bool, scrambled: float = 0.0, rate: float = 0.33,
-                  counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0) -> list[Message]:
-    """The studio's RAG prompt over 1-5 passages; the reply quotes passage [1] and cites it."""
+                  counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, short: bool = False) -> list[Message]:
+    """The studio's RAG prompt over 1-5 passages; the reply quotes passage [1] and cites it (`short`: quotes only
+    the sentence that answers and the next one in its paragraph)."""
     from studio.core.rag.answer import build_prompt
     from studio.core.rag.params import AnswerParams
 
     rng = lex.rng
-    passages = [passage(lex, scrambled, rate, rich) for _ in range(rng.choice(counts))]
+    passages = [passage(lex, scrambled, rate, rich, mark=short) for _ in range(rng.choice(counts))]
     question = passages[0].question
-    quote = f"{passages[0].text.strip()} [1]"
+    quote = f"{(passages[0].answer if short else passages[0].text).strip()} [1]"
     if as_json:
         request, keys = _json_request(rng)
         question, reply = f"{question} {request}", _json_reply(rng, keys, quote)
@@ -323,16 +348,16 @@ def support_chat(lex: Lexicon) -> list[Message]:
 
 
 def chat(lex: Lexicon, tokenizer: Any, scrambled: float = 0.0, rate: float = 0.33,
-         counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0) -> list[Message]:
+         counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, short: bool = False) -> list[Message]:
     """One training chat: 65% grounded, 10% grounded JSON, 25% support talk (some of it JSON).
 
     `scrambled` is the share of passages with a `rate` share of their words swapped for random ones (see `scramble`).
     """
     roll = lex.rng.random()
     if roll < 0.65:
-        return grounded_chat(lex, tokenizer, False, scrambled, rate, counts, rich)
+        return grounded_chat(lex, tokenizer, False, scrambled, rate, counts, rich, short)
     if roll < 0.75:
-        return grounded_chat(lex, tokenizer, True, scrambled, rate, counts, rich)
+        return grounded_chat(lex, tokenizer, True, scrambled, rate, counts, rich, short)
     return support_chat(lex)
 
 
@@ -381,16 +406,17 @@ def is_clean(messages: list[Message], pattern: re.Pattern[str] | None) -> bool:
 
 
 def chats(seed: int, tokenizer: Any, count: int, scrambled: float = 0.0, rate: float = 0.33,
-          counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, english: bool = False) -> Iterator[list[Message]]:
+          counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, english: bool = False,
+          short_quotes: bool = False) -> Iterator[list[Message]]:
     """`count` clean chats, the same ones for the same seed, tokenizer and `scrambled` share.
 
     `english`: scrambled passages swap words for everyday English ones (`english_words`) rather than the
-    corpus's own."""
+    corpus's own. `short_quotes`: grounded replies quote the answering sentence and the next, not passage [1]."""
     lex = Lexicon(random.Random(seed), english_words() if english else None)
     pattern = fact_pattern(eval_facts())
     made = 0
     while made < count:
-        messages = chat(lex, tokenizer, scrambled, rate, counts, rich)
+        messages = chat(lex, tokenizer, scrambled, rate, counts, rich, short_quotes)
         if is_clean(messages, pattern):
             made += 1
             yield messages

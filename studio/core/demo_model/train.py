@@ -35,6 +35,9 @@ class DemoParams:
     english_words: bool = field(default=False, metadata={"help": "Scrambled passages swap words for everyday English "
                                                                   "ones, which the tokenizer also learns (see corpus.english_words); "
                                                                   "off = the corpus's own words."})
+    short_quotes: bool = field(default=False, metadata={"help": "Grounded replies quote the sentence that answers and "
+                                                                "the next one in its paragraph, not all of passage [1] "
+                                                                "(see corpus.grounded_chat)."})
     rich_passages: float = param_field(0.0, "Share of passages that are longer and laid out like real help-centre "
                                        "chunks: bold labels, PDF pages, bulleted lists (see corpus._rich).",
                                        min=0.0, max=1.0, step=0.05)
