@@ -239,9 +239,9 @@ def test_marking_replies_teaches_the_tokenizer_each_role_name_as_one_token_and_w
     assert mark == [0.0] * reply + [1.0] * (len(ids) - reply)
 
 
-def test_short_quotes_quote_the_answering_sentence_and_change_nothing_else(tokenizer) -> None:
+def test_sentence_quotes_quote_the_answering_sentence_and_change_nothing_else(tokenizer) -> None:
     plain = list(corpus.chats(1, tokenizer, 300))
-    short = list(corpus.chats(1, tokenizer, 300, short_quotes=True))
+    short = list(corpus.chats(1, tokenizer, 300, quote="sentence"))
     shorter = 0
     for a, b in zip(plain, short):
         assert [m["content"] for m in a[:-1]] == [m["content"] for m in b[:-1]], "the prompts are the same chats"
@@ -267,3 +267,14 @@ def _template_pattern(template: str) -> str:
 
 def _template_matches(template: str, text: str) -> bool:
     return re.fullmatch(_template_pattern(template), text) is not None
+
+
+def test_block_quotes_start_with_passage_ones_header_as_the_prompt_shows_it(tokenizer) -> None:
+    chats = list(corpus.chats(1, tokenizer, 200, quote="block"))
+    grounded = [c for c in chats if c[-1]["content"].startswith("[1] (")]
+    assert len(grounded) > 100
+    for c in grounded:
+        block = c[-1]["content"]
+        assert f"Context:\n{block}\n\n" in c[-2]["content"], "the reply is passage [1]'s block, word for word"
+    with pytest.raises(Exception, match="quote"):
+        DemoParams(quote="paragraph")

@@ -91,7 +91,7 @@ def build(out: str | Path = DEFAULT_OUT, params: DemoParams | None = None, log: 
         f"{params.chats_per_step} chats")
     chats = corpus.chats(params.seed + 1, tokenizer, params.steps * params.chats_per_step, scrambled=params.scrambled,
                          rate=params.scramble_rate, rich=params.rich_passages, english=params.english_words,
-                         short_quotes=params.short_quotes)
+                         quote=params.quote)
     every = max(1, params.steps // 50)
 
     def on_step(entry: StepLog) -> None:
@@ -153,7 +153,7 @@ def copy_phase(model: Any, tokenizer: Any, params: DemoParams, log: Callable[[st
     phase = dataclasses.replace(params, steps=params.copy_steps, minutes=minutes)
     log(f"copy phase: {phase.steps} steps, {params.scrambled:.0%} of passages scrambled")
     chats = corpus.chats(params.seed + 2, tokenizer, phase.steps * phase.chats_per_step, scrambled=params.scrambled,
-                         rate=params.scramble_rate, english=params.english_words, short_quotes=params.short_quotes)
+                         rate=params.scramble_rate, english=params.english_words, quote=params.quote)
     every = max(1, phase.steps // 25)
     return fit(model, tokenizer, chats, phase, lambda e: log(e.line()) if e.step % every == 0 or e.step == e.steps else None,
                cancel)

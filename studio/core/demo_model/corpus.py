@@ -58,6 +58,10 @@ class Passage:
     answer: str = ""  # with mark=True: the sentence that answers the question and the one after it in its paragraph
 
 
+# What a grounded reply quotes: passage [1]'s text; the sentence that answers and the next one in its paragraph;
+# or passage [1]'s whole block as the prompt shows it, from its "[1] (source · heading)" line (a start that two
+# tokens the model always writes, "[1", pick out in the prompt, so a copy starts at the right passage).
+QUOTES = ("passage", "sentence", "block")
 # Marks around the fact sentences while a passage is laid out and scrambled (scramble touches only ASCII words and
 # digits), so the sentence that answers the question can be found in the finished text: private-use characters.
 _OPEN, _CLOSE = 0xE000, "\ue0ff"
@@ -260,22 +264,25 @@ def _json_reply(rng: random.Random, keys: tuple[str, str, str], text: str) -> st
 
 
 def grounded_chat(lex: Lexicon, tokenizer: Any, as_json: bool, scrambled: float = 0.0, rate: float = 0.33,
-                  counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, short: bool = False) -> list[Message]:
-    """The studio's RAG prompt over 1-5 passages; the reply quotes passage [1] and cites it (`short`: quotes only
-    the sentence that answers and the next one in its paragraph)."""
+                  counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, quote: str = "passage") -> list[Message]:
+    """The studio's RAG prompt over 1-5 passages; the reply quotes passage [1] (see QUOTES) and cites it."""
     from studio.core.rag.answer import build_prompt
     from studio.core.rag.params import AnswerParams
 
     rng = lex.rng
-    passages = [passage(lex, scrambled, rate, rich, mark=short) for _ in range(rng.choice(counts))]
+    passages = [passage(lex, scrambled, rate, rich, mark=quote == "sentence") for _ in range(rng.choice(counts))]
     question = passages[0].question
-    quote = f"{(passages[0].answer if short else passages[0].text).strip()} [1]"
+    retrieved = [_retrieved(p, i + 1) for i, p in enumerate(passages)]
+    if quote == "block":
+        from studio.core.rag.answer import block_text
+
+        reply = block_text(1, retrieved[0])
+    else:
+        reply = f"{(passages[0].answer if quote == 'sentence' else passages[0].text).strip()} [1]"
     if as_json:
         request, keys = _json_request(rng)
-        question, reply = f"{question} {request}", _json_reply(rng, keys, quote)
-    else:
-        reply = quote
-    prompt = build_prompt(question, [_retrieved(p, i + 1) for i, p in enumerate(passages)], tokenizer, AnswerParams())
+        question, reply = f"{question} {request}", _json_reply(rng, keys, reply)
+    prompt = build_prompt(question, retrieved, tokenizer, AnswerParams())
     return [*prompt.messages, {"role": "assistant", "content": reply}]
 
 
@@ -348,16 +355,16 @@ def support_chat(lex: Lexicon) -> list[Message]:
 
 
 def chat(lex: Lexicon, tokenizer: Any, scrambled: float = 0.0, rate: float = 0.33,
-         counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, short: bool = False) -> list[Message]:
+         counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, quote: str = "passage") -> list[Message]:
     """One training chat: 65% grounded, 10% grounded JSON, 25% support talk (some of it JSON).
 
     `scrambled` is the share of passages with a `rate` share of their words swapped for random ones (see `scramble`).
     """
     roll = lex.rng.random()
     if roll < 0.65:
-        return grounded_chat(lex, tokenizer, False, scrambled, rate, counts, rich, short)
+        return grounded_chat(lex, tokenizer, False, scrambled, rate, counts, rich, quote)
     if roll < 0.75:
-        return grounded_chat(lex, tokenizer, True, scrambled, rate, counts, rich, short)
+        return grounded_chat(lex, tokenizer, True, scrambled, rate, counts, rich, quote)
     return support_chat(lex)
 
 
@@ -407,16 +414,16 @@ def is_clean(messages: list[Message], pattern: re.Pattern[str] | None) -> bool:
 
 def chats(seed: int, tokenizer: Any, count: int, scrambled: float = 0.0, rate: float = 0.33,
           counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, english: bool = False,
-          short_quotes: bool = False) -> Iterator[list[Message]]:
+          quote: str = "passage") -> Iterator[list[Message]]:
     """`count` clean chats, the same ones for the same seed, tokenizer and `scrambled` share.
 
     `english`: scrambled passages swap words for everyday English ones (`english_words`) rather than the
-    corpus's own. `short_quotes`: grounded replies quote the answering sentence and the next, not passage [1]."""
+    corpus's own. `quote`: what grounded replies quote (see QUOTES)."""
     lex = Lexicon(random.Random(seed), english_words() if english else None)
     pattern = fact_pattern(eval_facts())
     made = 0
     while made < count:
-        messages = chat(lex, tokenizer, scrambled, rate, counts, rich, short_quotes)
+        messages = chat(lex, tokenizer, scrambled, rate, counts, rich, quote)
         if is_clean(messages, pattern):
             made += 1
             yield messages

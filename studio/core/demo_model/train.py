@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from studio.config import check_range, param_field
+from studio.config import check_choice, check_range, param_field
+from studio.core.demo_model.corpus import QUOTES
 from studio.errors import ConfigError
 
 
@@ -35,9 +36,9 @@ class DemoParams:
     english_words: bool = field(default=False, metadata={"help": "Scrambled passages swap words for everyday English "
                                                                   "ones, which the tokenizer also learns (see corpus.english_words); "
                                                                   "off = the corpus's own words."})
-    short_quotes: bool = field(default=False, metadata={"help": "Grounded replies quote the sentence that answers and "
-                                                                "the next one in its paragraph, not all of passage [1] "
-                                                                "(see corpus.grounded_chat)."})
+    quote: str = param_field("passage", "What grounded replies quote: passage = passage [1]'s text; sentence = the "
+                             "sentence that answers and the next one in its paragraph; block = passage [1] as the prompt "
+                             "shows it, from its [1] (source) line (see corpus.QUOTES).")
     rich_passages: float = param_field(0.0, "Share of passages that are longer and laid out like real help-centre "
                                        "chunks: bold labels, PDF pages, bulleted lists (see corpus._rich).",
                                        min=0.0, max=1.0, step=0.05)
@@ -78,6 +79,7 @@ class DemoParams:
         for f in fields(self):
             if f.metadata.get("min") is not None:
                 check_range(DemoParams, self, f.name)
+        check_choice(self, "quote", QUOTES)
         if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):
             raise ConfigError(f"`minutes` should be a positive number, got {self.minutes!r}.", "leave it out or give minutes > 0.")
         if self.copy_circuit:
