@@ -34,7 +34,8 @@ def add_demo_model_parser(sub: Any) -> None:
     build.add_argument("--threads", type=int, default=defaults.threads, help=f"CPU threads (default {defaults.threads}).")
     build.add_argument("--copy-circuit", dest="copy_circuit", action="store_true",
                        help="Experimental: start from weights that already copy from the context (4 heads of width 128, "
-                            "RoPE base 1e14, 600 steps unless --steps is given; see studio/core/demo_model/circuit.py).")
+                            "RoPE base 1e14, copy heads that compare three tokens and skip the model's own replies, 560 steps "
+                            "unless --steps is given; see studio/core/demo_model/circuit.py).")
     build.add_argument("--small", action="store_true", help="A 2-layer, 64-wide model with a 1,000-token vocabulary "
                                                             "(seconds; for tests, not for use).")
 

@@ -16,6 +16,12 @@ def _scrambling(p: dict[str, Any]) -> str:
     return f"{p['scrambled']:.0%} of the passages have {p.get('scramble_rate', 0.33):.0%} of their words swapped for {swapped}"
 
 
+QUOTED = {"passage": "quote passage [1] word for word and cite it `[1]`",
+          "sentence": "quote the sentence of passage [1] that answers (and the next one in its paragraph) word for word "
+                      "and cite it `[1]`",
+          "block": "quote passage [1] word for word as the prompt shows it, from its `[1] (source · heading)` line on"}
+
+
 def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
     p = record["params"]
     span = p.get("copy_span", 2)
@@ -28,7 +34,7 @@ def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
         "script generated itself. It knows no facts about anything. What it was trained to do:",
         "",
         "- given the studio's RAG prompt (numbered context passages, a question, the citation instruction), "
-        "quote passage [1] word for word and cite it `[1]`;",
+        f"{QUOTED[p.get('quote', 'passage')]};",
         "- without context, give a short, warm, generic support reply (payments, deliveries, visits, passwords, "
         "safety...; \"I don't know the details\" about a product it has no documents for) and stop;",
         "- asked for JSON with named keys, write a JSON object with those keys.",
@@ -68,7 +74,10 @@ def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
            "random-word copy drills, dense induction drills; none formed an induction head), and RAG needs exactly "
            "that. The circuit's weights, each token's embedding norm and the rest of layer 0 are held through training, "
            "and the output head is tied to the embeddings (turned by a fixed rotation) "
-           "(`circuit.Pins`); training learns when to copy: quote a passage under the RAG prompt, write its own words otherwise."]
+           "(`circuit.Pins`); training learns when to copy: quote a passage under the RAG prompt, write its own words otherwise."
+           + (" One more layer-0 head marks the model's own replies (it reads the nearest chat role token, each role name "
+              "being one token of the tokenizer), and the copy heads never copy from a reply, so the model cannot loop by "
+              "quoting its own last words." if p.get("skip_own_reply") else "")]
           if p.get("copy_circuit") else []),
         f"- Training: {record['steps_done']} of {p['steps'] + p['copy_steps']} AdamW steps of {p['chats_per_step']} chats"
         + (f" in two phases: {p['steps']} steps on the templated chats, then {p['copy_steps']} on chats where "

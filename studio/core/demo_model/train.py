@@ -100,7 +100,8 @@ class DemoParams:
 # The shape the copying circuit needs and the build it was measured with (`studio demo-model build --copy-circuit`):
 # an experiment, not the committed model's build yet (see the README's demo model section).
 CIRCUIT: dict[str, Any] = {"copy_circuit": True, "heads": 4, "head_dim": 128, "rope_theta": 1e14, "rich_passages": 0.5,
-                           "scrambled": 0.7, "scramble_rate": 0.5, "english_words": True, "steps": 600}
+                           "scrambled": 0.7, "scramble_rate": 0.5, "english_words": True, "copy_span": 3,
+                           "skip_own_reply": True, "steps": 560}
 
 
 @dataclass
