@@ -25,6 +25,8 @@ half, and the second half starts empty.
   heads' keys read that dimension with a large negative weight, so they copy from the prompt but never from
   what the model has just said: copying its own output is how a copying model falls into a loop ("the app
   is normal, as the app is normal, as ..."), since its own last words are always the closest exact match.
+  A role name that is a whole token elsewhere also reads as a turn start (the file name user-manual.pdf opens
+  with the token "user"): a reply that quotes it loses its mark until the next role token.
 - Every other residual branch starts at zero, so random branches do not drown the circuit.
 
 `wire` returns `Pins`: the entries the circuit needs (the constant and the empty half of every embedding, each
