@@ -278,3 +278,5 @@ def test_block_quotes_start_with_passage_ones_header_as_the_prompt_shows_it(toke
         assert f"Context:\n{block}\n\n" in c[-2]["content"], "the reply is passage [1]'s block, word for word"
     with pytest.raises(Exception, match="quote"):
         DemoParams(quote="paragraph")
+    with pytest.raises(Exception, match="skip_own_reply"):
+        DemoParams(skip_own_reply=True)

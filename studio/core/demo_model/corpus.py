@@ -59,8 +59,8 @@ class Passage:
 
 
 # What a grounded reply quotes: passage [1]'s text; the sentence that answers and the next one in its paragraph;
-# or passage [1]'s whole block as the prompt shows it, from its "[1] (source · heading)" line (a start that two
-# tokens the model always writes, "[1", pick out in the prompt, so a copy starts at the right passage).
+# or passage [1]'s whole block as the prompt shows it, from its "[1] (source · heading)" line (the reply then
+# opens with "[1] (", which the prompt holds only there, so the copy heads start in the right passage).
 QUOTES = ("passage", "sentence", "block")
 # Marks around the fact sentences while a passage is laid out and scrambled (scramble touches only ASCII words and
 # digits), so the sentence that answers the question can be found in the finished text: private-use characters.
@@ -160,7 +160,8 @@ def passage(lex: Lexicon, scrambled: float = 0.0, rate: float = 0.33, rich: floa
 
     A `rich` share of passages are longer and laid out like real chunks (see `_rich`); with rich = 0 the
     random draws are exactly those of the plain passages (the committed model's corpus). `mark`: also find
-    the sentence that answers the question (`Passage.answer`); the random draws stay the same."""
+    the sentence that answers the question (`Passage.answer`); the random draws stay the same, though a PDF-style
+    page may wrap its lines at other words."""
     rng = lex.rng
     product = _product(lex)
     slots = _slots(lex, product)

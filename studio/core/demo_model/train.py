@@ -80,6 +80,9 @@ class DemoParams:
             if f.metadata.get("min") is not None:
                 check_range(DemoParams, self, f.name)
         check_choice(self, "quote", QUOTES)
+        if self.skip_own_reply and not self.copy_circuit:
+            raise ConfigError("`skip_own_reply` changes the copying circuit, and this build has none.",
+                              "turn on copy_circuit (--copy-circuit), or leave skip_own_reply off.")
         if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):
             raise ConfigError(f"`minutes` should be a positive number, got {self.minutes!r}.", "leave it out or give minutes > 0.")
         if self.copy_circuit:
