@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from studio.cli import main
-from studio.core.demo_model import corpus
+from studio.core.demo_model import circuit, corpus
 from studio.core.demo_model.build import DEFAULT_OUT, build
 from studio.core.demo_model.train import CIRCUIT, DemoParams
 from studio.core.tiny_model import train_tokenizer
@@ -234,7 +234,7 @@ def test_marking_replies_teaches_the_tokenizer_each_role_name_as_one_token_and_w
 
     with torch.no_grad():
         stream = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[1][0]
-    mark = (stream[:, params.hidden_size // 2 - 1] / stream[:, 0]).round().tolist()
+    mark = (stream[:, circuit.role_dims(params.hidden_size)[-1]] / stream[:, 0]).round().tolist()
     reply = ids.index(tokenizer.convert_tokens_to_ids("assistant"))
     assert mark == [0.0] * reply + [1.0] * (len(ids) - reply)
 

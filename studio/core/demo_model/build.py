@@ -26,7 +26,7 @@ from studio.errors import ConfigError
 
 DEFAULT_OUT = Path(__file__).resolve().parents[3] / "assets" / "models" / "studio-demo"
 BUILD_FILE = "build.json"
-ROLES = ("assistant", "user", "system")  # the chat template's role names
+ROLES = ("assistant", "user", "system")  # the chat template's role names, the assistant's first
 
 
 @dataclass
@@ -44,10 +44,10 @@ def make_tokenizer(params: DemoParams) -> Any:
     from studio.core.tiny_model import train_tokenizer
 
     texts = [*corpus.tokenizer_texts(params.seed, english=params.english_words), *[INSTRUCTION, NO_CONTEXT_INSTRUCTION] * 50]
-    if params.copy_circuit and params.skip_own_reply:  # the role head keys on each role name as one token
+    if params.skip_own_reply:  # the role head keys on each role name as one token (DemoParams: only with the circuit)
         texts += ["\n".join(ROLES)] * 300
     tokenizer = train_tokenizer(texts, vocab_size=params.vocab_size)
-    if params.copy_circuit and params.skip_own_reply:
+    if params.skip_own_reply:
         split = [r for r in ROLES if len(tokenizer(r, add_special_tokens=False)["input_ids"]) != 1]
         if split:
             raise ConfigError(f"The tokenizer split the role names {split} into pieces; the circuit's role head needs each as "
@@ -63,7 +63,7 @@ def make_model(tokenizer: Any, params: DemoParams) -> tuple[Any, circuit.Pins | 
                          head_dim=params.head_dim, rope_parameters={"rope_type": "default", "rope_theta": params.rope_theta})
     pins = None
     if params.copy_circuit:
-        roles = {} if not params.skip_own_reply else {"reply_token": tokenizer.convert_tokens_to_ids("assistant"),
+        roles = {} if not params.skip_own_reply else {"reply_token": tokenizer.convert_tokens_to_ids(ROLES[0]),
                                                         "role_tokens": tuple(tokenizer.convert_tokens_to_ids(r) for r in ROLES)}
         pins = circuit.wire(model, sink_token=tokenizer.convert_tokens_to_ids("<|im_start|>"), seed=params.seed,
                             span=params.copy_span, **roles)

@@ -50,6 +50,11 @@ REPLY_SPAN = 2000  # prompt and reply: the role head's recency must not wrap ove
 ROLE_DIMS = 4  # reserved residual dimensions for the role head: role token, assistant's, another's, "in a reply"
 
 
+def role_dims(hidden_size: int) -> list[int]:
+    """The residual dimensions the role head reserves (the last of the first half); the last is the reply mark."""
+    return list(range(hidden_size // 2 - ROLE_DIMS, hidden_size // 2))
+
+
 def _recency_pair(head_dim: int, rope_theta: float) -> int | None:
     """The fastest RoPE pair that turns at most a quarter turn over REPLY_SPAN positions (sin is monotone there),
     if it turns at least a tenth of one (else nearby role tokens are not told apart)."""
@@ -240,7 +245,7 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     g = torch.Generator().manual_seed(seed + 7919)
     emb = model.model.embed_tokens.weight.data
     layer0, layer1 = model.model.layers[0].self_attn, model.model.layers[1].self_attn
-    reserved = list(range(d // 2 - ROLE_DIMS, d // 2)) if skip_reply else []
+    reserved = role_dims(d) if skip_reply else []
     token_dims = list(range(1, d // 2 - len(reserved)))
     block = min(d // 2 // span, len(token_dims))  # width of one earlier token's copy in the second half
     blocks = [list(range(d // 2 + m * block, d // 2 + (m + 1) * block)) for m in range(span)]

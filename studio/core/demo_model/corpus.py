@@ -58,10 +58,12 @@ class Passage:
     answer: str = ""  # with mark=True: the sentence that answers the question and the one after it in its paragraph
 
 
-# What a grounded reply quotes: passage [1]'s text; the sentence that answers and the next one in its paragraph;
-# or passage [1]'s whole block as the prompt shows it, from its "[1] (source · heading)" line (the reply then
-# opens with "[1] (", which the prompt holds only there, so the copy heads start in the right passage).
-QUOTES = ("passage", "sentence", "block")
+# What a grounded reply quotes (the `quote` choice), as the model's README says it. A block reply opens with
+# "[1] (", which the prompt holds only there, so the copy heads start in the right passage.
+QUOTES = {"passage": "quote passage [1] word for word and cite it `[1]`",
+          "sentence": "quote the sentence of passage [1] that answers (and the next one in its paragraph) word for word "
+                      "and cite it `[1]`",
+          "block": "quote passage [1] word for word as the prompt shows it, from its `[1] (source · heading)` line on"}
 # Marks around the fact sentences while a passage is laid out and scrambled (scramble touches only ASCII words and
 # digits), so the sentence that answers the question can be found in the finished text: private-use characters.
 _OPEN, _CLOSE = 0xE000, "\ue0ff"
@@ -267,7 +269,7 @@ def _json_reply(rng: random.Random, keys: tuple[str, str, str], text: str) -> st
 def grounded_chat(lex: Lexicon, tokenizer: Any, as_json: bool, scrambled: float = 0.0, rate: float = 0.33,
                   counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, quote: str = "passage") -> list[Message]:
     """The studio's RAG prompt over 1-5 passages; the reply quotes passage [1] (see QUOTES) and cites it."""
-    from studio.core.rag.answer import build_prompt
+    from studio.core.rag.answer import block_text, build_prompt
     from studio.core.rag.params import AnswerParams
 
     rng = lex.rng
@@ -275,8 +277,6 @@ def grounded_chat(lex: Lexicon, tokenizer: Any, as_json: bool, scrambled: float 
     question = passages[0].question
     retrieved = [_retrieved(p, i + 1) for i, p in enumerate(passages)]
     if quote == "block":
-        from studio.core.rag.answer import block_text
-
         reply = block_text(1, retrieved[0])
     else:
         reply = f"{(passages[0].answer if quote == 'sentence' else passages[0].text).strip()} [1]"

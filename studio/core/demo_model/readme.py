@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from studio.core.demo_model import support_talk
+from studio.core.demo_model.corpus import QUOTES
 
 METRICS = ("fact_recall", "schema_valid", "json_valid", "refusal", "exact_match", "rouge_l", "chrf", "tokens", "eos_rate")
 
@@ -14,12 +15,6 @@ def _scrambling(p: dict[str, Any]) -> str:
     swapped = ("random everyday English words (the default embedder's WordPiece vocabulary, which the tokenizer also "
                "learns), invented names and numbers" if p.get("english_words") else "random words, numbers and invented names")
     return f"{p['scrambled']:.0%} of the passages have {p.get('scramble_rate', 0.33):.0%} of their words swapped for {swapped}"
-
-
-QUOTED = {"passage": "quote passage [1] word for word and cite it `[1]`",
-          "sentence": "quote the sentence of passage [1] that answers (and the next one in its paragraph) word for word "
-                      "and cite it `[1]`",
-          "block": "quote passage [1] word for word as the prompt shows it, from its `[1] (source · heading)` line on"}
 
 
 def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
@@ -34,7 +29,7 @@ def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
         "script generated itself. It knows no facts about anything. What it was trained to do:",
         "",
         "- given the studio's RAG prompt (numbered context passages, a question, the citation instruction), "
-        f"{QUOTED[p.get('quote', 'passage')]};",
+        f"{QUOTES[p.get('quote', 'passage')]};",
         "- without context, give a short, warm, generic support reply (payments, deliveries, visits, passwords, "
         "safety...; \"I don't know the details\" about a product it has no documents for) and stop;",
         "- asked for JSON with named keys, write a JSON object with those keys.",

@@ -36,9 +36,9 @@ class DemoParams:
     english_words: bool = field(default=False, metadata={"help": "Scrambled passages swap words for everyday English "
                                                                   "ones, which the tokenizer also learns (see corpus.english_words); "
                                                                   "off = the corpus's own words."})
-    quote: str = param_field("passage", "What grounded replies quote: passage = passage [1]'s text; sentence = the "
-                             "sentence that answers and the next one in its paragraph; block = passage [1] as the prompt "
-                             "shows it, from its [1] (source) line (see corpus.QUOTES).")
+    quote: str = param_field("passage", "What grounded replies quote: passage [1]'s text (passage), the sentence that "
+                             "answers and the next (sentence), or passage [1] from its [1] (source) line (block); "
+                             "see corpus.QUOTES.")
     rich_passages: float = param_field(0.0, "Share of passages that are longer and laid out like real help-centre "
                                        "chunks: bold labels, PDF pages, bulleted lists (see corpus._rich).",
                                        min=0.0, max=1.0, step=0.05)
@@ -79,7 +79,7 @@ class DemoParams:
         for f in fields(self):
             if f.metadata.get("min") is not None:
                 check_range(DemoParams, self, f.name)
-        check_choice(self, "quote", QUOTES)
+        check_choice(self, "quote", tuple(QUOTES))
         if self.skip_own_reply and not self.copy_circuit:
             raise ConfigError("`skip_own_reply` changes the copying circuit, and this build has none.",
                               "turn on copy_circuit (--copy-circuit), or leave skip_own_reply off.")
