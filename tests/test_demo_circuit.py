@@ -8,7 +8,7 @@ from studio.core.demo_model import circuit
 from studio.core.demo_model.train import CIRCUIT, DemoParams
 
 
-def _model(wired: bool, vocab: int = 3000, seed: int = 0, span: int = circuit.SPAN):
+def _model(wired: bool, vocab: int = 3000, seed: int = 0, span: int = circuit.SPAN, **wiring):
     params = DemoParams(**CIRCUIT)
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab, hidden_size=params.hidden_size, num_hidden_layers=2,
@@ -17,7 +17,7 @@ def _model(wired: bool, vocab: int = 3000, seed: int = 0, span: int = circuit.SP
                          rope_parameters={"rope_type": "default", "rope_theta": params.rope_theta}, tie_word_embeddings=False)
     model = LlamaForCausalLM(config).eval()
     if wired:
-        circuit.wire(model, sink_token=0, seed=seed, span=span)
+        circuit.wire(model, sink_token=0, seed=seed, span=span, **wiring)
     return model
 
 
@@ -31,7 +31,7 @@ def _repeat_batch(vocab: int, length: int, rows: int = 4, seed: int = 1):
     return ids, torch.arange(start, start + span - 1)  # positions whose next token is a copy
 
 
-@pytest.mark.parametrize("length,span", [(256, 2), (1400, 2), (1400, 3)])
+@pytest.mark.parametrize("length,span", [(256, 2), (1400, 2), (1400, 3), (1400, 7)])
 def test_a_wired_model_copies_a_repeated_span_before_any_training(length, span):
     ids, where = _repeat_batch(3000, length)
     with torch.no_grad():
@@ -140,6 +140,31 @@ def test_three_tokens_pick_out_a_common_pair_and_two_still_start_a_quote():
         assert _model(True, span=3)(input_ids=ids).logits[0, -1].argmax().item() == ids[0, 307].item()
 
 
+def test_of_two_equal_matches_primacy_copies_the_earlier_one():
+    """'P Q R' occurs twice, followed by X the first time and Y the second; the end repeats 'P Q R'. Without
+    primacy both score alike and the model cannot tell X from Y; with it, the earlier X wins clearly, however
+    near the later one is (a reply quotes passage [1], which comes first)."""
+    g = torch.Generator().manual_seed(8)
+    ids = torch.randint(10, 3000, (1, 1200), generator=g)
+    ids[0, 0] = 0
+    phrase, first, second = [4, 5, 6], 8, 9
+    ids[0, 100:103], ids[0, 103] = torch.tensor(phrase), first
+    ids[0, 1100:1103], ids[0, 1103] = torch.tensor(phrase), second
+    ids[0, 1197:1200] = torch.tensor(phrase)
+    gaps = {}
+    for primacy in (0.0, 12.0):
+        with torch.no_grad():
+            logits = _model(True, span=3, primacy=primacy)(input_ids=ids).logits[0, -1]
+        top = logits.topk(2).indices.tolist()
+        assert top[0] == first if primacy else set(top) == {first, second}
+        gaps[primacy] = (logits[first] - logits[second]).item()
+    assert abs(gaps[0.0]) < 1 and gaps[12.0] > 3, gaps
+    # A better match still beats an earlier worse one: primacy only breaks ties.
+    ids[0, 100] = 11  # the first occurrence now matches two tokens, the second all three
+    with torch.no_grad():
+        assert _model(True, span=3, primacy=12.0)(input_ids=ids).logits[0, -1].argmax().item() == second
+
+
 SYSTEM, USER, ASSISTANT = 1, 2, 3  # role tokens in the synthetic chats below (0 is <|im_start|>, the sink)
 
 
@@ -217,5 +242,7 @@ def test_marking_replies_needs_a_head_more_and_a_recency_pair():
     assert "needs 4 heads" in circuit.problem(4, 3, 128, 1e14, span=3, skip_reply=True)
     assert circuit.problem(4, 4, 128, 1e14, span=3, skip_reply=True) is None
     assert "no frequency pair" in circuit.problem(4, 4, 128, 1e3, span=2, skip_reply=True)
+    assert "preferring the earlier of two matches" in circuit.problem(4, 4, 128, 1e3, span=2, primacy=True)
+    assert circuit.problem(4, 8, 64, 1e14, span=7, skip_reply=True, primacy=True) is None
     with pytest.raises(ValueError, match="role_tokens"):
         circuit.wire(_model(False), sink_token=0, reply_token=ASSISTANT, role_tokens=(SYSTEM, USER))

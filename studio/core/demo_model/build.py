@@ -66,7 +66,7 @@ def make_model(tokenizer: Any, params: DemoParams) -> tuple[Any, circuit.Pins | 
         roles = {} if not params.skip_own_reply else {"reply_token": tokenizer.convert_tokens_to_ids(ROLES[0]),
                                                         "role_tokens": tuple(tokenizer.convert_tokens_to_ids(r) for r in ROLES)}
         pins = circuit.wire(model, sink_token=tokenizer.convert_tokens_to_ids("<|im_start|>"), seed=params.seed,
-                            span=params.copy_span, **roles)
+                            span=params.copy_span, copy_gain=params.copy_gain, primacy=params.primacy, **roles)
     return model, pins
 
 

@@ -27,6 +27,9 @@ half, and the second half starts empty.
   is normal, as the app is normal, as ..."), since its own last words are always the closest exact match.
   A role name that is a whole token elsewhere also reads as a turn start (the file name user-manual.pdf opens
   with the token "user"): a reply that quotes it loses its mark until the next role token.
+- Optionally (`primacy`), the copy heads prefer the earlier of two equally good matches, on the same kind of
+  slow RoPE pair: a RAG reply quotes passage [1], which comes first, and help-centre passages repeat phrases
+  ("the first 24 hours") that a later passage continues differently.
 - Every other residual branch starts at zero, so random branches do not drown the circuit.
 
 `wire` returns `Pins`: the entries the circuit needs (the constant and the empty half of every embedding, each
@@ -77,7 +80,8 @@ def _orthonormal(n: int, dims: list[int], d: int, generator: Any) -> Any:
     return out
 
 
-def problem(layers: int, heads: int, head_dim: int, rope_theta: float, span: int = SPAN, skip_reply: bool = False) -> str | None:
+def problem(layers: int, heads: int, head_dim: int, rope_theta: float, span: int = SPAN, skip_reply: bool = False,
+            primacy: bool = False) -> str | None:
     """Why a model of this shape cannot hold the circuit, or None when it can."""
     slow = sum(1 for i in range(head_dim // 2) if rope_theta ** (-2 * i / head_dim) * MAX_SPAN < SLOW_ANGLE)
     need = max(span + skip_reply, COPY_HEADS)
@@ -85,9 +89,10 @@ def problem(layers: int, heads: int, head_dim: int, rope_theta: float, span: int
         return f"the copying circuit needs 2 layers or more, not {layers}"
     if heads < need:
         return f"the copying circuit needs {need} heads or more, not {heads}"
-    if skip_reply and _recency_pair(head_dim, rope_theta) is None:
+    if (skip_reply or primacy) and _recency_pair(head_dim, rope_theta) is None:
+        needs = "marking the model's own reply" if skip_reply else "preferring the earlier of two matches"
         return (f"heads of width {head_dim} with RoPE base {rope_theta:g} have no frequency pair that turns between a "
-                f"tenth and a quarter turn over {REPLY_SPAN} positions, which marking the model's own reply needs")
+                f"tenth and a quarter turn over {REPLY_SPAN} positions, which {needs} needs")
     if slow < 8:
         return (f"heads of width {head_dim} with RoPE base {rope_theta:g} have {slow} slow frequency pairs; the copying "
                 "circuit compares tokens on at least 8 (raise head_dim or rope_theta)")
@@ -207,7 +212,7 @@ class Pins:
 def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant: float = 0.3, prev_sharp: float = 110.0,
          match_score: float = 30.0, sink_at: float | None = None, copy_gain: float = 8.0, head_gain: float = 3.0,
          reply_token: int | None = None, role_tokens: tuple[int, ...] = (), role_gap: float = 12.0,
-         reply_penalty: float = 60.0) -> Pins:
+         reply_penalty: float = 60.0, primacy: float = 0.0) -> Pins:
     """Overwrite `model`'s random-init embeddings, output head and first two attention layers with the circuit.
 
     `span`: how many tokens a copy head compares (1 = the current token; 2 = it and the one before, which
@@ -219,7 +224,13 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     assistant's too): wire the role head, so the copy heads score a position in an assistant turn
     `reply_penalty` lower (about two thirds of it in practice, as the stream entering layer 1 is louder than
     the embeddings) and never copy the model's own words; `role_gap` is how much more the role head scores a
-    role token 6 positions nearer.
+    role token 6 positions nearer. `primacy`: of two equally good matches the earlier scores this much more per
+    REPLY_SPAN positions between them (primacy·sin(w·d) / (w·REPLY_SPAN) on the recency pair w, about
+    primacy·d / REPLY_SPAN for a distance d; like reply_penalty, somewhat less in practice), so a quote of
+    passage [1], which comes first, is continued there and not where a later passage repeats the same words.
+    Between near positions it only breaks ties; across a long prompt it can outweigh one matching token
+    (match_score / span: about 4 of 30 with span 7, while primacy 12 adds up to about 6 over 1,000 positions).
+    `copy_gain`: the copy heads' starting loudness (their output trains).
 
     Returns the entries that must stay as wired for the circuit to keep working: the constant dimension, the
     previous-token heads, and the copy heads' queries, keys and values. Left free to train: the copy heads'
@@ -236,7 +247,7 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     freqs = [theta ** (-2 * i / hd) for i in range(half)]
     slow = [i for i in range(half) if freqs[i] * MAX_SPAN < SLOW_ANGLE]
     skip_reply = reply_token is not None
-    reason = problem(cfg.num_hidden_layers, heads, hd, theta, span, skip_reply)
+    reason = problem(cfg.num_hidden_layers, heads, hd, theta, span, skip_reply, primacy > 0)
     if reason:
         raise ValueError(reason)
     if skip_reply and reply_token not in role_tokens:
@@ -247,7 +258,7 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     layer0, layer1 = model.model.layers[0].self_attn, model.model.layers[1].self_attn
     reserved = role_dims(d) if skip_reply else []
     token_dims = list(range(1, d // 2 - len(reserved)))
-    block = min(d // 2 // span, len(token_dims))  # width of one earlier token's copy in the second half
+    block = min(d // 2 // span, len(token_dims), hd)  # width of one earlier token's copy in the second half
     blocks = [list(range(d // 2 + m * block, d // 2 + (m + 1) * block)) for m in range(span)]
 
     with torch.no_grad():
@@ -298,7 +309,10 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
         slots = slow + [i + half for i in slow]
         # The slowest pair does not turn at all over a prompt: the reply mark's slot (no cross-talk with its partner).
         reply_slot = slow[-1] if skip_reply else None
-        sink_slot, match_slots = slots[0], [i for i in slots[1:] if i != reply_slot]
+        early = _recency_pair(hd, theta) if primacy else None
+        taken = {reply_slot} | ({early, early + half} if early is not None else set())
+        free = [i for i in slots if i not in taken]
+        sink_slot, match_slots = free[0], free[1:]
         per_term = min(len(match_slots) // span, block - 1)
         gain = math.sqrt(match_score / span * math.sqrt(hd) / per_term)
         for h in range(COPY_HEADS):
@@ -320,6 +334,10 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
             if skip_reply:  # a position in a reply scores reply_penalty lower (the key reads 1 / n0 there, see below)
                 qw[reply_slot, 0] = 1.0 / n0
                 kw[reply_slot, reply_dim] = -reply_penalty * math.sqrt(hd) / n0
+            if early is not None:  # + primacy sin(w d) / (w REPLY_SPAN): of two equal matches, the earlier wins
+                root = math.sqrt(math.sqrt(hd))
+                qw[early, 0] = math.sqrt(primacy / freqs[early] / REPLY_SPAN) * root / n0
+                kw[early + half, 0] = math.sqrt(primacy / freqs[early] / REPLY_SPAN) * root / n0
             values = _orthonormal(min(hd, len(token_dims) - 1), token_dims, d, g)
             values = values - (values @ z)[:, None] * z[None, :]
             vw[: values.shape[0]] = values

@@ -64,7 +64,7 @@ def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
         *([f"- Initialisation: random, except a copying circuit written into the weights before training "
            f"(`studio/core/demo_model/circuit.py`): {span} previous-token heads in layer 0 and three induction heads in "
            f"layer 1 that, from the first step, copy the token that followed an earlier occurrence of the last {span} "
-           f"tokens{' (or of the last 2, where no such occurrence exists)' if span > 2 else ''}. A model "
+           f"tokens{' (or of as many of them as match, at least 2, where none matches all)' if span > 2 else ''}. A model "
            "this small does not learn to copy from its context in a 30-minute CPU build (tried: scrambled passages, "
            "random-word copy drills, dense induction drills; none formed an induction head), and RAG needs exactly "
            "that. The circuit's weights, each token's embedding norm and the rest of layer 0 are held through training, "
@@ -72,7 +72,9 @@ def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
            "(`circuit.Pins`); training learns when to copy: quote a passage under the RAG prompt, write its own words otherwise."
            + (" One more layer-0 head marks the model's own replies (it reads the nearest chat role token, each role name "
               "being one token of the tokenizer), and the copy heads never copy from a reply, so the model cannot loop by "
-              "quoting its own last words." if p.get("skip_own_reply") else "")]
+              "quoting its own last words." if p.get("skip_own_reply") else "")
+           + (" Of two equally good matches the copy heads prefer the earlier, as a RAG reply quotes passage [1], which "
+              "comes first, and later passages repeat its phrases." if p.get("primacy") else "")]
           if p.get("copy_circuit") else []),
         f"- Training: {record['steps_done']} of {p['steps'] + p['copy_steps']} AdamW steps of {p['chats_per_step']} chats"
         + (f" in two phases: {p['steps']} steps on the templated chats, then {p['copy_steps']} on chats where "

@@ -60,7 +60,12 @@ class DemoParams:
                                                                  "context (see circuit; use the CIRCUIT shape); off = plain "
                                                                  "random init, as the committed model was built."})
     copy_span: int = param_field(2, "Tokens the circuit's copy heads compare: the current one and those before it "
-                                 "(see circuit.wire).", min=1, max=4, step=1)
+                                 "(see circuit.wire).", min=1, max=8, step=1)
+    copy_gain: float = param_field(8.0, "How loudly the circuit's copy heads start out (the scale of their output, "
+                                   "which then trains; see circuit.wire).", min=0.0, max=100.0, step=0.5)
+    primacy: float = param_field(0.0, "Of two equally good matches the copy heads prefer the earlier, by this many "
+                                 "logits per 2,000 positions (a reply quotes passage [1], which comes first); 0 = no "
+                                 "preference (see circuit.wire).", min=0.0, max=100.0, step=0.5)
     skip_own_reply: bool = field(default=False, metadata={"help": "The circuit's copy heads never copy from an "
                                                                   "assistant turn, so the model cannot loop on its own words "
                                                                   "(see circuit.wire; the tokenizer learns the role names as tokens)."})
@@ -88,7 +93,8 @@ class DemoParams:
         if self.copy_circuit:
             from studio.core.demo_model.circuit import problem
 
-            reason = problem(self.layers, self.heads, self.head_dim, self.rope_theta, self.copy_span, self.skip_own_reply)
+            reason = problem(self.layers, self.heads, self.head_dim, self.rope_theta, self.copy_span, self.skip_own_reply,
+                             self.primacy > 0)
             if reason:
                 raise ConfigError(f"This shape cannot hold the copying circuit: {reason}.",
                                   "change the shape, or build without the circuit (copy_circuit=False).")
@@ -102,9 +108,9 @@ class DemoParams:
 
 # The shape the copying circuit needs and the build it was measured with (`studio demo-model build --copy-circuit`):
 # an experiment, not the committed model's build yet (see the README's demo model section).
-CIRCUIT: dict[str, Any] = {"copy_circuit": True, "heads": 4, "head_dim": 128, "rope_theta": 1e14, "rich_passages": 0.5,
-                           "scrambled": 0.7, "scramble_rate": 0.5, "english_words": True, "copy_span": 3,
-                           "skip_own_reply": True, "steps": 560}
+CIRCUIT: dict[str, Any] = {"copy_circuit": True, "heads": 8, "head_dim": 64, "rope_theta": 1e14, "rich_passages": 0.5,
+                           "scrambled": 0.7, "scramble_rate": 0.5, "english_words": True, "copy_span": 7,
+                           "copy_gain": 16.0, "primacy": 12.0, "quote": "block", "skip_own_reply": True, "steps": 560}
 
 
 @dataclass
