@@ -227,6 +227,35 @@ def test_the_copy_heads_quote_the_prompt_but_never_the_models_own_reply():
     assert attentions[:, own][:, :, start - 1:].sum(-1).max().item() < 0.01, "a copy head looked at the reply"
 
 
+CONTEXT, QUESTION = 4, 5  # the RAG prompt's markers in the chat below
+
+
+def test_closed_tokens_leave_only_the_context_to_copy():
+    """A user turn 'Context <passage> Question <question>' then a reply that quotes both: with the user's turn and
+    "Question" closed, the passage is quoted and the question is not; with the user's turn open, both are."""
+    g = torch.Generator().manual_seed(9)
+    words = lambda n: torch.randint(10, 3000, (n,), generator=g).tolist()  # noqa: E731
+    passage, question = words(300), words(60)
+    reply = [*passage[100:140], *words(30), *question[10:50], *words(10)]
+    ids = torch.tensor([[0, SYSTEM, *words(20), 0, USER, 7, CONTEXT, *passage, QUESTION, *question, 0, ASSISTANT, *reply]])
+    start = ids.shape[1] - len(reply)
+    quote, asked = torch.arange(start + 1, start + 39), torch.arange(start + 71, start + 109)
+    roles = (SYSTEM, USER, ASSISTANT, CONTEXT, QUESTION)
+
+    def copied(closed, where):
+        model = _model(False)
+        circuit.wire(model, sink_token=0, span=3, reply_token=ASSISTANT, role_tokens=roles, closed_tokens=closed)
+        with torch.no_grad():
+            predicted = model(input_ids=ids).logits.argmax(-1)
+        return (predicted[0, where] == ids[0, where + 1]).float().mean().item()
+
+    assert copied((), quote) > 0.85 and copied((), asked) > 0.85
+    assert copied((SYSTEM, USER, QUESTION), quote) > 0.85, "the passage after Context should still be quoted"
+    assert copied((SYSTEM, USER, QUESTION), asked) < 0.1, "the question after Question should not be copied"
+    with pytest.raises(ValueError, match="closed ones"):
+        circuit.wire(_model(False), sink_token=0, reply_token=ASSISTANT, role_tokens=roles[:3], closed_tokens=(QUESTION,))
+
+
 def test_the_reply_mark_and_the_role_head_stay_as_wired_while_training():
     model, pins = _wired_with_roles(True, span=3)
     ids, mine = _chat([(USER, 100), (ASSISTANT, 60)])

@@ -8,6 +8,8 @@ import re
 import threading
 from pathlib import Path
 
+from types import SimpleNamespace
+
 import pytest
 
 from studio.cli import main
@@ -237,6 +239,32 @@ def test_marking_replies_teaches_the_tokenizer_each_role_name_as_one_token_and_w
     mark = (stream[:, circuit.role_dims(params.hidden_size)[-1]] / stream[:, 0]).round().tolist()
     reply = ids.index(tokenizer.convert_tokens_to_ids("assistant"))
     assert mark == [0.0] * reply + [1.0] * (len(ids) - reply)
+
+
+def test_copying_from_the_context_only_marks_everything_but_the_retrieved_passages() -> None:
+    from studio.core.demo_model.build import MARKERS, ROLES, make_model, make_tokenizer
+    from studio.core.rag.answer import build_prompt
+    from studio.core.rag.params import AnswerParams
+
+    params = DemoParams(**{**CIRCUIT, "copy_from": "context", "vocab_size": 2000, "layers": 2})
+    tokenizer = make_tokenizer(params)
+    assert all(len(tokenizer(name, add_special_tokens=False)["input_ids"]) == 1 for name in ROLES + MARKERS)
+    model, _ = make_model(tokenizer, params)
+    passage = corpus.Passage("The Halo glows teal.", "What does teal mean?", "a.md", ("Lights",), None)
+    prompt = build_prompt("What does teal mean?", [corpus._retrieved(passage, 1)], tokenizer, AnswerParams())
+    text = tokenizer.apply_chat_template([{"role": "system", "content": "Be brief."}, *prompt.messages,
+                                          {"role": "assistant", "content": "It is fine."}], tokenize=False)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    import torch
+
+    with torch.no_grad():
+        stream = model(input_ids=torch.tensor([ids]), output_hidden_states=True).hidden_states[1][0]
+    mark = (stream[:, circuit.role_dims(params.hidden_size)[-1]] / stream[:, 0]).round().tolist()
+    opened, closed = ids.index(tokenizer.convert_tokens_to_ids("Context")), ids.index(tokenizer.convert_tokens_to_ids("Question"))
+    assert mark[opened:closed] == [0.0] * (closed - opened), "the retrieved passages are open to copying"
+    assert mark[1:opened] == [1.0] * (opened - 1) and mark[closed:] == [1.0] * (len(ids) - closed)  # 0: the sink
+    with pytest.raises(Exception, match="skip_own_reply"):
+        DemoParams(**{**CIRCUIT, "copy_from": "context", "skip_own_reply": False})
 
 
 def test_sentence_quotes_quote_the_answering_sentence_and_change_nothing_else(tokenizer) -> None:

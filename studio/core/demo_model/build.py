@@ -27,6 +27,9 @@ from studio.errors import ConfigError
 DEFAULT_OUT = Path(__file__).resolve().parents[3] / "assets" / "models" / "studio-demo"
 BUILD_FILE = "build.json"
 ROLES = ("assistant", "user", "system")  # the chat template's role names, the assistant's first
+# The RAG prompt's markers (rag.answer.build_prompt): with copy_from="context", copying is open after the first and
+# closed after the second, as in the user's and system's turns.
+MARKERS = ("Context", "Question")
 
 
 @dataclass
@@ -39,16 +42,24 @@ class BuildResult:
     stopped_early: bool  # --minutes ran out before the last step
 
 
+def role_names(params: DemoParams) -> tuple[str, ...]:
+    """The words the circuit's role head keys on (each one token): none without it."""
+    if not params.skip_own_reply:
+        return ()
+    return ROLES + MARKERS if params.copy_from == "context" else ROLES
+
+
 def make_tokenizer(params: DemoParams) -> Any:
     from studio.core.rag.answer import INSTRUCTION, NO_CONTEXT_INSTRUCTION
     from studio.core.tiny_model import train_tokenizer
 
     texts = [*corpus.tokenizer_texts(params.seed, english=params.english_words), *[INSTRUCTION, NO_CONTEXT_INSTRUCTION] * 50]
-    if params.skip_own_reply:  # the role head keys on each role name as one token (DemoParams: only with the circuit)
-        texts += ["\n".join(ROLES)] * 300
+    names = role_names(params)
+    if names:  # the role head keys on each role name as one token (DemoParams: only with the circuit)
+        texts += ["\n".join(names)] * 300
     tokenizer = train_tokenizer(texts, vocab_size=params.vocab_size)
-    if params.skip_own_reply:
-        split = [r for r in ROLES if len(tokenizer(r, add_special_tokens=False)["input_ids"]) != 1]
+    if names:
+        split = [r for r in names if len(tokenizer(r, add_special_tokens=False)["input_ids"]) != 1]
         if split:
             raise ConfigError(f"The tokenizer split the role names {split} into pieces; the circuit's role head needs each as "
                               "one token.", "raise vocab_size, or build without skip_own_reply.")
@@ -63,8 +74,10 @@ def make_model(tokenizer: Any, params: DemoParams) -> tuple[Any, circuit.Pins | 
                          head_dim=params.head_dim, rope_parameters={"rope_type": "default", "rope_theta": params.rope_theta})
     pins = None
     if params.copy_circuit:
-        roles = {} if not params.skip_own_reply else {"reply_token": tokenizer.convert_tokens_to_ids(ROLES[0]),
-                                                        "role_tokens": tuple(tokenizer.convert_tokens_to_ids(r) for r in ROLES)}
+        ids = {name: tokenizer.convert_tokens_to_ids(name) for name in role_names(params)}
+        closed = ("user", "system", "Question") if params.copy_from == "context" else ()
+        roles = {} if not ids else {"reply_token": ids[ROLES[0]], "role_tokens": tuple(ids.values()),
+                                    "closed_tokens": tuple(ids[name] for name in closed)}
         pins = circuit.wire(model, sink_token=tokenizer.convert_tokens_to_ids("<|im_start|>"), seed=params.seed,
                             span=params.copy_span, copy_gain=params.copy_gain, primacy=params.primacy, **roles)
     return model, pins

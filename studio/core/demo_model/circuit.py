@@ -100,7 +100,8 @@ def problem(layers: int, heads: int, head_dim: int, rope_theta: float, span: int
 
 
 def _role_head(model: Any, reserved: list[int], token_dims: list[int], head: int, freqs: list[float],
-               reply_token: int, role_tokens: tuple[int, ...], role_gap: float, constant: float, n0: float) -> int:
+               reply_token: int, role_tokens: tuple[int, ...], role_gap: float, constant: float, n0: float,
+               closed_tokens: tuple[int, ...] = ()) -> int:
     """Wire layer 0's head `head` to mark positions in an assistant turn; returns the dimension it writes.
 
     Reserved dimensions: every role token has c in `role` (the key); the assistant's has c in `mine` (the
@@ -122,8 +123,9 @@ def _role_head(model: Any, reserved: list[int], token_dims: list[int], head: int
     roles = list(role_tokens)
     emb[roles, role_dim] = c
     emb[roles, theirs_dim] = c
-    emb[reply_token, theirs_dim] = 0
-    emb[reply_token, mine_dim] = c
+    for token in (reply_token, *closed_tokens):
+        emb[token, theirs_dim] = 0
+        emb[token, mine_dim] = c
     part = emb[roles][:, token_dims]
     norm = float(part.norm(dim=1).mean())
     emb[torch.tensor(roles)[:, None], torch.tensor(token_dims)] = part * (norm / part.norm(dim=1, keepdim=True))
@@ -212,7 +214,7 @@ class Pins:
 def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant: float = 0.3, prev_sharp: float = 110.0,
          match_score: float = 30.0, sink_at: float | None = None, copy_gain: float = 8.0, head_gain: float = 3.0,
          reply_token: int | None = None, role_tokens: tuple[int, ...] = (), role_gap: float = 12.0,
-         reply_penalty: float = 60.0, primacy: float = 0.0) -> Pins:
+         reply_penalty: float = 60.0, primacy: float = 0.0, closed_tokens: tuple[int, ...] = ()) -> Pins:
     """Overwrite `model`'s random-init embeddings, output head and first two attention layers with the circuit.
 
     `span`: how many tokens a copy head compares (1 = the current token; 2 = it and the one before, which
@@ -224,7 +226,9 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     assistant's too): wire the role head, so the copy heads score a position in an assistant turn
     `reply_penalty` lower (about two thirds of it in practice, as the stream entering layer 1 is louder than
     the embeddings) and never copy the model's own words; `role_gap` is how much more the role head scores a
-    role token 6 positions nearer. `primacy`: of two equally good matches the earlier scores this much more per
+    role token 6 positions nearer. `closed_tokens` (role tokens too): the segments they open are skipped like
+    a reply, e.g. the user's and system's turns and the RAG prompt's "Question", so that only what follows
+    "Context" (the retrieved passages) is copied. `primacy`: of two equally good matches the earlier scores this much more per
     REPLY_SPAN positions between them (primacy·sin(w·d) / (w·REPLY_SPAN) on the recency pair w, about
     primacy·d / REPLY_SPAN for a distance d; like reply_penalty, somewhat less in practice), so a quote of
     passage [1], which comes first, is continued there and not where a later passage repeats the same words.
@@ -250,8 +254,8 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     reason = problem(cfg.num_hidden_layers, heads, hd, theta, span, skip_reply, primacy > 0)
     if reason:
         raise ValueError(reason)
-    if skip_reply and reply_token not in role_tokens:
-        raise ValueError("role_tokens must hold every chat role token, the assistant's (reply_token) too")
+    if skip_reply and not {reply_token, *closed_tokens} <= set(role_tokens):
+        raise ValueError("role_tokens must hold every chat role token, the assistant's (reply_token) and the closed ones too")
     sink_at = min(span - 0.5, 1.5) / span if sink_at is None else sink_at
     g = torch.Generator().manual_seed(seed + 7919)
     emb = model.model.embed_tokens.weight.data
@@ -302,7 +306,8 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
             layer0.o_proj.weight[:, rows] = out
 
         if skip_reply:
-            reply_dim = _role_head(model, reserved, token_dims, span, freqs, reply_token, role_tokens, role_gap, constant, n0)
+            reply_dim = _role_head(model, reserved, token_dims, span, freqs, reply_token, role_tokens, role_gap, constant, n0,
+                                   closed_tokens)
 
         # Layer 1: copy heads. Term 0 compares the current token with block 0 (the token before s); term m
         # compares block m-1 (m tokens before the current one) with block m. One slow slot is the sink.

@@ -66,6 +66,9 @@ class DemoParams:
     primacy: float = param_field(0.0, "Of two equally good matches the copy heads prefer the earlier, by this many "
                                  "logits per 2,000 positions (a reply quotes passage [1], which comes first); 0 = no "
                                  "preference (see circuit.wire).", min=0.0, max=100.0, step=0.5)
+    copy_from: str = param_field("prompt", "What the circuit's copy heads may quote (with skip_own_reply): the whole "
+                                 "prompt (prompt), or only the retrieved passages, between the RAG prompt's \"Context\" "
+                                 "and \"Question\" (context), so that without RAG nothing is copied (see circuit.wire).")
     skip_own_reply: bool = field(default=False, metadata={"help": "The circuit's copy heads never copy from an "
                                                                   "assistant turn, so the model cannot loop on its own words "
                                                                   "(see circuit.wire; the tokenizer learns the role names as tokens)."})
@@ -85,6 +88,10 @@ class DemoParams:
             if f.metadata.get("min") is not None:
                 check_range(DemoParams, self, f.name)
         check_choice(self, "quote", tuple(QUOTES))
+        check_choice(self, "copy_from", ("prompt", "context"))
+        if self.copy_from == "context" and not self.skip_own_reply:
+            raise ConfigError("copy_from='context' needs the role head that skip_own_reply adds.",
+                              "turn on skip_own_reply, or leave copy_from at 'prompt'.")
         if self.skip_own_reply and not self.copy_circuit:
             raise ConfigError("`skip_own_reply` changes the copying circuit, and this build has none.",
                               "turn on copy_circuit (--copy-circuit), or leave skip_own_reply off.")
