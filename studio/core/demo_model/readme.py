@@ -73,6 +73,9 @@ def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
            + (" One more layer-0 head marks the model's own replies (it reads the nearest chat role token, each role name "
               "being one token of the tokenizer), and the copy heads never copy from a reply, so the model cannot loop by "
               "quoting its own last words." if p.get("skip_own_reply") else "")
+           + (" Nor from anything else but the retrieved passages (between the RAG prompt's \"Context\" and \"Question\", "
+              "each also one token): the user's and system's turns are closed to them too, so that a fine-tune cannot lean "
+              "on copying its format from a system prompt." if p.get("copy_from") == "context" else "")
            + (" Of two equally good matches the copy heads prefer the earlier, as a RAG reply quotes passage [1], which "
               "comes first, and later passages repeat its phrases." if p.get("primacy") else "")]
           if p.get("copy_circuit") else []),
