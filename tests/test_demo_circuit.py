@@ -227,6 +227,27 @@ def test_the_copy_heads_quote_the_prompt_but_never_the_models_own_reply():
     assert attentions[:, own][:, :, start - 1:].sum(-1).max().item() < 0.01, "a copy head looked at the reply"
 
 
+def test_boost_makes_the_copy_heads_louder_and_touches_nothing_else():
+    ids, where = _repeat_batch(3000, 256, rows=1)
+    model = _model(True, span=3)
+    o_proj = model.model.layers[1].self_attn.o_proj.weight
+    before = o_proj.detach().clone()
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, where]
+    circuit.boost(model, 4.0)
+    width = circuit.COPY_HEADS * model.config.head_dim
+    assert torch.equal(o_proj[:, :width], before[:, :width] * 4) and torch.equal(o_proj[:, width:], before[:, width:])
+    with torch.no_grad():
+        louder = model(input_ids=ids).logits[0, where]
+    target = ids[0, where + 1]
+
+    def margin(values):
+        picked = values.gather(1, target[:, None])[:, 0]
+        return (picked - values.scatter(1, target[:, None], -1e9).max(-1).values).median().item()
+
+    assert margin(louder) > margin(logits) + 0.3  # the final RMSNorm keeps it from growing 4 times
+
+
 CONTEXT, QUESTION = 4, 5  # the RAG prompt's markers in the chat below
 
 

@@ -128,6 +128,13 @@ def test_build_command_writes_a_loadable_model(tmp_path: Path, capsys: pytest.Ca
     assert json.loads((out / "build.json").read_text())["steps_done"] == 3
 
 
+def test_a_circuit_build_boosts_its_copy_heads_and_says_so(tmp_path: Path) -> None:
+    params = DemoParams(**{**CIRCUIT, "steps": 1, "chats_per_step": 2, "vocab_size": 2000, "layers": 2})
+    result = build(tmp_path / "demo", params, log=lambda _: None)
+    assert result is not None and json.loads((result.path / "build.json").read_text())["params"]["copy_boost"] == 4.0
+    assert "copy heads' output was scaled by 4" in (result.path / "README.md").read_text()
+
+
 def test_build_is_deterministic(tmp_path: Path) -> None:
     import safetensors.torch
 
@@ -265,6 +272,8 @@ def test_copying_from_the_context_only_marks_everything_but_the_retrieved_passag
     assert mark[1:opened] == [1.0] * (opened - 1) and mark[closed:] == [1.0] * (len(ids) - closed)  # 0: the sink
     with pytest.raises(Exception, match="skip_own_reply"):
         DemoParams(**{**CIRCUIT, "copy_from": "context", "skip_own_reply": False})
+    with pytest.raises(Exception, match="copy_boost"):
+        DemoParams(copy_boost=4.0)
 
 
 def test_sentence_quotes_quote_the_answering_sentence_and_change_nothing_else(tokenizer) -> None:

@@ -118,6 +118,8 @@ def build(out: str | Path = DEFAULT_OUT, params: DemoParams | None = None, log: 
     if cancel is not None and cancel.is_set():
         return None
     circuit.untie_head(model)
+    if params.copy_circuit:
+        circuit.boost(model, params.copy_boost)
     scale_stream(model, params.stream_scale)
     seconds = time.perf_counter() - started
     staging = Path(out).with_name(f".{Path(out).name}.building")

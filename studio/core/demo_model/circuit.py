@@ -151,6 +151,18 @@ def _role_head(model: Any, reserved: list[int], token_dims: list[int], head: int
     return reply_dim
 
 
+def boost(model: Any, factor: float) -> None:
+    """Scale the copy heads' output (layer 1's o_proj columns of the first COPY_HEADS heads) by `factor`.
+
+    Training lets the trained layers outvote the copy heads here and there, and one wrong token derails a quote;
+    after training, louder copy heads hold the quote (the build's `copy_boost`; measured in the README)."""
+    import torch
+
+    width = COPY_HEADS * model.config.head_dim
+    with torch.no_grad():
+        model.model.layers[1].self_attn.o_proj.weight[:, :width] *= factor
+
+
 class _Rotated:
     """The output head as the embeddings turned by a fixed matrix (a parametrization: one shared weight)."""
 

@@ -84,6 +84,8 @@ def readme(record: dict[str, Any], scores: dict[str, Any] | None) -> str:
            f"{_scrambling(p)}" if p["copy_steps"] else "")
         + f"; peak learning rate {p['learning_rate']}, {p['warmup_steps']} warm-up steps then cosine decay; "
         f"loss on the replies only; seed {p['seed']}.",
+        *([f"- Then its copy heads' output was scaled by {p['copy_boost']:g} (`circuit.boost`), so that the trained "
+           "layers no longer outvote a quote now and then."] if p.get("copy_circuit") and p.get("copy_boost", 1.0) != 1.0 else []),
         *([f"- Then its residual stream was scaled by {p['stream_scale']} (`build.scale_stream`: embeddings, value and "
            "up projections, RMSNorm epsilon; every logit stays the same), so that a LoRA with the Training tab's "
            "defaults moves this small model about as far as it would a larger one."] if p.get("stream_scale", 1.0) != 1.0 else []),

@@ -63,6 +63,9 @@ class DemoParams:
                                  "(see circuit.wire).", min=1, max=8, step=1)
     copy_gain: float = param_field(8.0, "How loudly the circuit's copy heads start out (the scale of their output, "
                                    "which then trains; see circuit.wire).", min=0.0, max=100.0, step=0.5)
+    copy_boost: float = param_field(1.0, "After training, the circuit's copy heads' output is scaled by this factor "
+                                    "(see circuit.boost): trained layers no longer outvote a quote now and then; 1 = "
+                                    "leave as trained.", min=0.0, max=100.0, step=0.5)
     primacy: float = param_field(0.0, "Of two equally good matches the copy heads prefer the earlier, by this many "
                                  "logits per 2,000 positions (a reply quotes passage [1], which comes first); 0 = no "
                                  "preference (see circuit.wire).", min=0.0, max=100.0, step=0.5)
@@ -89,6 +92,9 @@ class DemoParams:
                 check_range(DemoParams, self, f.name)
         check_choice(self, "quote", tuple(QUOTES))
         check_choice(self, "copy_from", ("prompt", "context"))
+        if self.copy_boost != 1.0 and not self.copy_circuit:
+            raise ConfigError("`copy_boost` scales the copying circuit's output, and this build has none.",
+                              "turn on copy_circuit (--copy-circuit), or leave copy_boost at 1.")
         if self.copy_from == "context" and not self.skip_own_reply:
             raise ConfigError("copy_from='context' needs the role head that skip_own_reply adds.",
                               "turn on skip_own_reply, or leave copy_from at 'prompt'.")
@@ -117,7 +123,8 @@ class DemoParams:
 # an experiment, not the committed model's build yet (see the README's demo model section).
 CIRCUIT: dict[str, Any] = {"copy_circuit": True, "heads": 8, "head_dim": 64, "rope_theta": 1e14, "rich_passages": 0.5,
                            "scrambled": 0.7, "scramble_rate": 0.5, "english_words": True, "copy_span": 7,
-                           "copy_gain": 16.0, "primacy": 12.0, "quote": "block", "skip_own_reply": True, "steps": 560}
+                           "copy_gain": 16.0, "copy_boost": 4.0, "primacy": 12.0, "quote": "block", "skip_own_reply": True,
+                           "steps": 560}
 
 
 @dataclass
