@@ -102,7 +102,8 @@ def problem(layers: int, heads: int, head_dim: int, rope_theta: float, span: int
 def _role_head(model: Any, reserved: list[int], token_dims: list[int], head: int, freqs: list[float],
                reply_token: int, role_tokens: tuple[int, ...], role_gap: float, constant: float, n0: float,
                closed_tokens: tuple[int, ...] = ()) -> int:
-    """Wire layer 0's head `head` to mark positions in an assistant turn; returns the dimension it writes.
+    """Wire layer 0's head `head` to mark positions in an assistant turn (and in turns `closed_tokens` open);
+    returns the dimension it writes.
 
     Reserved dimensions: every role token has c in `role` (the key); the assistant's has c in `mine` (the
     value), the others c in `theirs`, and all get the same token-part norm, so every role token has the same
@@ -240,8 +241,8 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     the embeddings) and never copy the model's own words; `role_gap` is how much more the role head scores a
     role token 6 positions nearer. `closed_tokens` (role tokens too): the segments they open are skipped like
     a reply, e.g. the user's and system's turns and the RAG prompt's "Question", so that only what follows
-    "Context" (the retrieved passages) is copied. `primacy`: of two equally good matches the earlier scores this much more per
-    REPLY_SPAN positions between them (primacy·sin(w·d) / (w·REPLY_SPAN) on the recency pair w, about
+    "Context" (the retrieved passages) is copied. `primacy`: of two equally good matches the earlier scores
+    this much more per REPLY_SPAN positions between them (primacy·sin(w·d) / (w·REPLY_SPAN) on the recency pair w, about
     primacy·d / REPLY_SPAN for a distance d; like reply_penalty, somewhat less in practice), so a quote of
     passage [1], which comes first, is continued there and not where a later passage repeats the same words.
     Between near positions it only breaks ties; across a long prompt it can outweigh one matching token
