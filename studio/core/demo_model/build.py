@@ -75,7 +75,7 @@ def make_model(tokenizer: Any, params: DemoParams) -> tuple[Any, circuit.Pins | 
     pins = None
     if params.copy_circuit:
         ids = {name: tokenizer.convert_tokens_to_ids(name) for name in role_names(params)}
-        closed = ("user", "system", "Question") if params.copy_from == "context" else ()
+        closed = ROLES[1:] + MARKERS[1:] if params.copy_from == "context" else ()  # all but the assistant and "Context"
         roles = {} if not ids else {"reply_token": ids[ROLES[0]], "role_tokens": tuple(ids.values()),
                                     "closed_tokens": tuple(ids[name] for name in closed)}
         pins = circuit.wire(model, sink_token=tokenizer.convert_tokens_to_ids("<|im_start|>"), seed=params.seed,

@@ -19,6 +19,10 @@ from studio.core.demo_model.corpus import QUOTES
 from studio.errors import ConfigError
 
 
+# Fields that only change the copying circuit: a build without it refuses any of them set.
+CIRCUIT_ONLY = ("copy_span", "copy_gain", "copy_boost", "primacy", "copy_from", "skip_own_reply")
+
+
 @dataclass
 class DemoParams:
     """How the demo model is built. Same params and seed (and thread count) = the same weights."""
@@ -92,15 +96,13 @@ class DemoParams:
                 check_range(DemoParams, self, f.name)
         check_choice(self, "quote", tuple(QUOTES))
         check_choice(self, "copy_from", ("prompt", "context"))
-        if self.copy_boost != 1.0 and not self.copy_circuit:
-            raise ConfigError("`copy_boost` scales the copying circuit's output, and this build has none.",
-                              "turn on copy_circuit (--copy-circuit), or leave copy_boost at 1.")
+        changed = [f.name for f in fields(self) if f.name in CIRCUIT_ONLY and getattr(self, f.name) != f.default]
+        if changed and not self.copy_circuit:
+            raise ConfigError(f"{', '.join(f'`{name}`' for name in changed)} change the copying circuit, and this build has none.",
+                              "turn on copy_circuit (--copy-circuit), or leave them at their defaults.")
         if self.copy_from == "context" and not self.skip_own_reply:
             raise ConfigError("copy_from='context' needs the role head that skip_own_reply adds.",
                               "turn on skip_own_reply, or leave copy_from at 'prompt'.")
-        if self.skip_own_reply and not self.copy_circuit:
-            raise ConfigError("`skip_own_reply` changes the copying circuit, and this build has none.",
-                              "turn on copy_circuit (--copy-circuit), or leave skip_own_reply off.")
         if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):
             raise ConfigError(f"`minutes` should be a positive number, got {self.minutes!r}.", "leave it out or give minutes > 0.")
         if self.copy_circuit:
