@@ -6,7 +6,11 @@ weights, so the checks run while the previously loaded model is still resident.
 
 from __future__ import annotations
 
+import copy
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,35 @@ from typing import Any
 from studio.errors import ModelLoadError
 
 HUB_TIMEOUT_S = 10.0
+
+# transformers builds a model under torch.set_default_dtype(its dtype) and puts back the dtype it found.
+# That default is process-wide, so two threads building at once (a Gradio event loading the Playground's
+# model while another trains, merges or embeds) can each put back the other's dtype and leave the whole
+# process in bf16, where every tensor made afterwards is bf16 too. Every real build holds this lock.
+_BUILDING = threading.RLock()
+
+
+@contextmanager
+def building() -> Iterator[None]:
+    """Hold around from_pretrained / from_config that reads weights, so one model is built at a time."""
+    with _BUILDING:
+        yield
+
+
+def build_on_meta(config: Any, trust_remote_code: bool = False) -> Any:
+    """`config`'s architecture on the meta device (no memory, no weights) to count or name its layers.
+
+    Built from a copy whose dtype is unset, so transformers leaves torch's process-wide default dtype alone
+    (and `config` is not changed): these builds answer UI events and must not wait behind a real load."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    config = copy.deepcopy(config)
+    for part in [config, *(getattr(config, key, None) for key in getattr(config, "sub_configs", {}))]:
+        if part is not None:
+            part.dtype = None
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
 
 
 @dataclass

@@ -181,7 +181,8 @@ class ModelManager:
                 kwargs["dtype"] = torch.float32
         else:
             kwargs["dtype"] = _DTYPES[precision]
-        model = AutoModelForCausalLM.from_pretrained(source.path_or_id, **kwargs)
+        with hub.building():
+            model = AutoModelForCausalLM.from_pretrained(source.path_or_id, **kwargs)
         if quant is None:
             model.to(device)
         return model

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from studio.core import hub
 from studio.core.rag.params import DEFAULT_EMBEDDER
 from studio.errors import StudioError
 
@@ -115,7 +116,8 @@ def _load(name: str) -> Any:
 
     source = resolve_embedder(name)
     try:
-        return SentenceTransformer(source, device="cpu" if not _has_cuda() else None)
+        with hub.building():
+            return SentenceTransformer(source, device="cpu" if not _has_cuda() else None)
     except Exception as err:  # noqa: BLE001  (hub, OS and config errors all mean "cannot use this model")
         raise StudioError(f"Embedding model {name!r} could not be loaded ({type(err).__name__}: {err}).",
                           f"use the built-in {DEFAULT_EMBEDDER}, a sentence-transformers folder on disk, "

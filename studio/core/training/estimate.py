@@ -90,13 +90,13 @@ def count_parameters(config: RunConfig, model_config: Any = None) -> ParamCount:
 
     Raises ModelLoadError when the model cannot be resolved (hub.resolve's messages)."""
     import torch
-    from transformers import AutoModelForCausalLM
 
+    from studio.core import hub
     from studio.core.training.setup import peft_config
 
     model_config = model_config or _model_config(config)
+    model = hub.build_on_meta(model_config, trust_remote_code=config.trust_remote_code)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(model_config, trust_remote_code=config.trust_remote_code)
         peft = peft_config(config)
         if peft is None:
             total = sum(p.numel() for p in model.parameters())
@@ -142,13 +142,10 @@ def linear_module_names(model: str, trust_remote_code: bool = False) -> list[str
 
     Read from the architecture built on the meta device (no weights read). ModelLoadError when it cannot resolve."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     from studio.core import hub
 
-    model_config = hub.resolve(model, trust_remote_code=trust_remote_code).config
-    with torch.device("meta"):
-        built = AutoModelForCausalLM.from_config(model_config, trust_remote_code=trust_remote_code)
+    built = hub.build_on_meta(hub.resolve(model, trust_remote_code=trust_remote_code).config, trust_remote_code)
     output = built.get_output_embeddings()
     names = {name.rsplit(".", 1)[-1] for name, module in built.named_modules()
              if isinstance(module, torch.nn.Linear) and module is not output}

@@ -85,6 +85,8 @@ def load_model(config: RunConfig, path_or_id: str, device: str, bf16: bool) -> A
     import torch
     from transformers import AutoModelForCausalLM
 
+    from studio.core import hub
+
     method = config.train.method
     kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code, "low_cpu_mem_usage": True}
     compute = torch.bfloat16 if bf16 else torch.float32
@@ -93,7 +95,8 @@ def load_model(config: RunConfig, path_or_id: str, device: str, bf16: bool) -> A
                       dtype=compute)
     else:
         kwargs["dtype"] = compute if method != "full" else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(path_or_id, **kwargs)
+    with hub.building():
+        model = AutoModelForCausalLM.from_pretrained(path_or_id, **kwargs)
     model.config.use_cache = False  # the KV cache only helps generation, and conflicts with gradient checkpointing
     return model
 
