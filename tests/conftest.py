@@ -17,6 +17,19 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 
+@pytest.fixture(autouse=True)
+def _default_dtype_unchanged() -> Iterator[None]:
+    """A test (or a thread it started) that leaves torch's default dtype changed fails here, and the tests
+    after it start from float32 again instead of all failing in bf16."""
+    import torch
+
+    yield
+    found = torch.get_default_dtype()
+    if found != torch.float32:
+        torch.set_default_dtype(torch.float32)
+        pytest.fail(f"torch's default dtype was left at {found}: something built a model outside hub.building()")
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer Llama (hidden 64) with a trained byte-level BPE tokenizer and a chat template."""
