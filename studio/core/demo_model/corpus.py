@@ -355,16 +355,23 @@ def support_chat(lex: Lexicon) -> list[Message]:
     return [*system, *history, {"role": "user", "content": user}, {"role": "assistant", "content": reply}]
 
 
+GROUNDED = 0.75  # share of grounded chats (the RAG prompt); the rest is support talk
+GROUNDED_JSON = 0.1  # share of grounded chats that ask for JSON, of all chats when `grounded` is GROUNDED
+
+
 def chat(lex: Lexicon, tokenizer: Any, scrambled: float = 0.0, rate: float = 0.33,
-         counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, quote: str = "passage") -> list[Message]:
-    """One training chat: 65% grounded, 10% grounded JSON, 25% support talk (some of it JSON).
+         counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, quote: str = "passage",
+         grounded: float = GROUNDED) -> list[Message]:
+    """One training chat: by default 65% grounded, 10% grounded JSON, 25% support talk (some of it JSON).
 
     `scrambled` is the share of passages with a `rate` share of their words swapped for random ones (see `scramble`).
+    `grounded` is the share of grounded chats (the JSON ones keep their proportion of them).
     """
     roll = lex.rng.random()
-    if roll < 0.65:
+    as_json = GROUNDED_JSON * grounded / GROUNDED
+    if roll < grounded - as_json:
         return grounded_chat(lex, tokenizer, False, scrambled, rate, counts, rich, quote)
-    if roll < 0.75:
+    if roll < grounded:
         return grounded_chat(lex, tokenizer, True, scrambled, rate, counts, rich, quote)
     return support_chat(lex)
 
@@ -415,7 +422,7 @@ def is_clean(messages: list[Message], pattern: re.Pattern[str] | None) -> bool:
 
 def chats(seed: int, tokenizer: Any, count: int, scrambled: float = 0.0, rate: float = 0.33,
           counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, english: bool = False,
-          quote: str = "passage") -> Iterator[list[Message]]:
+          quote: str = "passage", grounded: float = GROUNDED) -> Iterator[list[Message]]:
     """`count` clean chats, the same ones for the same seed, tokenizer and `scrambled` share.
 
     `english`: scrambled passages swap words for everyday English ones (`english_words`) rather than the
@@ -424,7 +431,7 @@ def chats(seed: int, tokenizer: Any, count: int, scrambled: float = 0.0, rate: f
     pattern = fact_pattern(eval_facts())
     made = 0
     while made < count:
-        messages = chat(lex, tokenizer, scrambled, rate, counts, rich, quote)
+        messages = chat(lex, tokenizer, scrambled, rate, counts, rich, quote, grounded)
         if is_clean(messages, pattern):
             made += 1
             yield messages

@@ -46,6 +46,9 @@ class DemoParams:
     rich_passages: float = param_field(0.0, "Share of passages that are longer and laid out like real help-centre "
                                        "chunks: bold labels, PDF pages, bulleted lists (see corpus._rich).",
                                        min=0.0, max=1.0, step=0.05)
+    grounded: float = param_field(0.75, "Share of chats that are the RAG prompt over passages (a seventh of them asking "
+                                  "for JSON); the rest is support talk without context (see corpus.chat).",
+                                  min=0.0, max=1.0, step=0.05)
     chats_per_step: int = param_field(16, "Chats per optimizer step.", min=1, max=1024, step=1)
     tokens_per_micro_batch: int = param_field(6144, "Most padded tokens in one forward pass.", min=256, max=65536, step=256)
     max_length: int = param_field(1400, "Chats longer than this many tokens are cut (the default RAG prompt fits).",
