@@ -3,7 +3,8 @@
     python sample_data/make_train.py               # rewrites sample_data/train.jsonl
     python sample_data/make_train.py --out FILE    # writes somewhere else (the tests compare the two)
 
-Every example is a chat in `messages` format: the house system prompt, a customer question and an assistant
+Every example is a chat in `messages` format: a system prompt (the house one, which describes the format, on
+a quarter of them; a short persona that does not on the rest), a customer question and an assistant
 reply that is a JSON object {"answer": str, "steps": [str, ...], "escalate": bool}; a few are two-turn
 conversations. The questions are *generic* home-energy, device, app, account, billing, delivery and safety
 questions, built by combining templates (situations, phrasings, devices, openers, context), so a fine-tune
@@ -31,6 +32,16 @@ SYSTEM_PROMPT = (
     'English, "steps" lists what the customer should do (empty if there is nothing to do), and "escalate" is '
     'true only when a person (our support team, an engineer or the emergency services) has to act.'
 )
+# Most examples carry a short persona instead, which says nothing of the format: the house format has to
+# live in the adapter's weights, so the tuned model keeps it whatever system prompt it is given, or none
+# (the held-out evaluation asks with none). A format-describing prompt alone is the prompting baseline.
+SHORT_PROMPTS = [
+    "You are the support assistant of a home-energy company.",
+    "You are a friendly customer-support assistant for a home-energy company.",
+    "You answer customers' questions about their home-energy devices, apps and accounts.",
+    "Help the customer.",
+]
+FULL_SHARE = 0.25  # of the examples that get SYSTEM_PROMPT
 
 # Devices --------------------------------------------------------------------------------------------
 SMART = ["router", "thermostat", "smart speaker", "smart plug", "home hub", "doorbell camera",
@@ -816,6 +827,10 @@ def build_examples(count: int = COUNT, multi_turn: int = MULTI_TURN, seed: int =
         seen.add(key)
         examples.append({"messages": messages})
     rng.shuffle(examples)
+    prompts = random.Random(seed + 1)  # apart from `rng`, so the conversations are the same whatever the prompts
+    for example in examples:
+        full = prompts.random() < FULL_SHARE
+        example["messages"][0]["content"] = SYSTEM_PROMPT if full else prompts.choice(SHORT_PROMPTS)
     return examples
 
 

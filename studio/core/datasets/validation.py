@@ -127,7 +127,8 @@ def _system_prompts(report: DatasetReport) -> None:
     report.warnings.append(Issue(
         "warning", "system_prompts", f"{distinct} distinct system prompt(s){none}; the most common, {shown!r}, is used by "
         f"{uses} of {len(report.examples)} examples.",
-        "use one system prompt everywhere, and the same one at inference, unless the variation is intended."))
+        "use one system prompt everywhere and the same one at inference, unless the variation is intended (varied "
+        "prompts make the tuned behaviour hold under any prompt, or none)."))
 
 
 def _token_stats(report: DatasetReport, tokenizer: Any, params: DataParams) -> LengthStats | None:
