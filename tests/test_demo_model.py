@@ -63,6 +63,17 @@ def test_corpus_has_every_kind_of_chat(sample) -> None:
     assert sum(len(r) < 150 for u, r in zip(users, replies) if not u.startswith("Context:")) > 100
 
 
+def test_grounded_sets_the_share_of_rag_prompt_chats_and_its_json_part(tokenizer, sample) -> None:
+    def shares(chats: list) -> tuple[float, float]:
+        grounded = [c[-1]["content"] for c in chats if c[-2]["content"].startswith("Context:\n")]
+        return len(grounded) / len(chats), sum(r.startswith("{") for r in grounded) / len(chats)
+
+    default, half = shares(sample), shares(list(corpus.chats(1, tokenizer, 1500, grounded=0.5)))
+    assert 0.6 < default[0] < 0.8 and 0.07 < default[1] < 0.13  # 0.75, of which 0.1 JSON (some are dropped as unclean)
+    assert 0.3 < half[0] < 0.55 and 0.04 < half[1] < 0.09  # 0.5, of which a seventh JSON
+    assert shares(list(corpus.chats(1, tokenizer, 100, grounded=0.0)))[0] == 0.0
+
+
 @pytest.mark.parametrize("kind", ["sample", "rich_sample", "english_sample"])
 def test_corpus_never_holds_eval_questions_facts_docs_or_house_keys(kind: str, request: pytest.FixtureRequest) -> None:
     sample = request.getfixturevalue(kind)

@@ -129,7 +129,7 @@ class DemoParams:
 CIRCUIT: dict[str, Any] = {"copy_circuit": True, "heads": 8, "head_dim": 64, "rope_theta": 1e14, "rich_passages": 0.5,
                            "scrambled": 0.7, "scramble_rate": 0.5, "english_words": True, "copy_span": 7,
                            "copy_gain": 16.0, "copy_boost": 4.0, "primacy": 12.0, "quote": "block", "skip_own_reply": True,
-                           "steps": 560}
+                           "grounded": 0.5, "steps": 560}
 
 
 @dataclass
