@@ -263,7 +263,6 @@ def _merge_in(tmp: Path, adapter_dir: Path, config: dict[str, Any], base_name: s
 def _load_base(base_name: str, dtype: Dtype) -> tuple[Any, Any, str, str]:
     """(model, tokenizer, device, precision) of the base at full precision; ModelLoadError when it cannot load."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     from studio.core import hub
 
@@ -275,8 +274,7 @@ def _load_base(base_name: str, dtype: Dtype) -> tuple[Any, Any, str, str]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     precision = _precision(dtype, device)
     try:
-        with hub.building():
-            model = AutoModelForCausalLM.from_pretrained(source.path_or_id, dtype=_torch_dtype(precision), low_cpu_mem_usage=True)
+        model = hub.load_causal_lm(source.path_or_id, dtype=_torch_dtype(precision), low_cpu_mem_usage=True)
     except Exception as err:  # noqa: BLE001  (OS, format and memory errors all mean "cannot load the base")
         raise ModelLoadError(f"Loading the base {base_name} failed: {type(err).__name__}: {first_line(err)}",
                              "check the model files, or give another base with --base.") from None
@@ -300,13 +298,11 @@ def _torch_dtype(precision: str) -> Any:
 def _verify(folder: Path, precision: str, input_ids: Any, expected: Any) -> None:
     """Reload the saved folder as a plain model and compare its logits with the ones base+adapter gave."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     from studio.core import hub
 
     try:
-        with hub.building():
-            model = AutoModelForCausalLM.from_pretrained(folder, dtype=_torch_dtype(precision), low_cpu_mem_usage=True)
+        model = hub.load_causal_lm(folder, dtype=_torch_dtype(precision), low_cpu_mem_usage=True)
     except Exception as err:  # noqa: BLE001
         raise StudioError(f"The merged model does not load back: {type(err).__name__}: {first_line(err)}",
                           "nothing was written; report this with the adapter's adapter_config.json.") from None

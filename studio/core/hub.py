@@ -28,9 +28,20 @@ _BUILDING = threading.RLock()
 
 @contextmanager
 def building() -> Iterator[None]:
-    """Hold around from_pretrained / from_config that reads weights, so one model is built at a time."""
+    """Hold while a model is built from its weights (load_causal_lm, the embedder), one at a time."""
     with _BUILDING:
         yield
+
+
+def load_causal_lm(path_or_id: str | Path, **kwargs: Any) -> Any:
+    """AutoModelForCausalLM.from_pretrained(path_or_id, **kwargs), one build at a time (see `building`).
+
+    Every causal LM the studio loads (Playground, training, merge and export) comes through here; errors pass
+    through for the caller to word."""
+    from transformers import AutoModelForCausalLM
+
+    with building():
+        return AutoModelForCausalLM.from_pretrained(path_or_id, **kwargs)
 
 
 def build_on_meta(config: Any, trust_remote_code: bool = False) -> Any:

@@ -170,8 +170,6 @@ class ModelManager:
             return self.info()
 
     def _load_weights(self, source: hub.ModelSource, precision: str, params: LoadParams, device: str) -> Any:
-        from transformers import AutoModelForCausalLM
-
         kwargs: dict[str, Any] = {"trust_remote_code": params.trust_remote_code, "low_cpu_mem_usage": True}
         quant = _quantization_config(precision, params.double_quant, device)
         if quant is not None:
@@ -181,8 +179,7 @@ class ModelManager:
                 kwargs["dtype"] = torch.float32
         else:
             kwargs["dtype"] = _DTYPES[precision]
-        with hub.building():
-            model = AutoModelForCausalLM.from_pretrained(source.path_or_id, **kwargs)
+        model = hub.load_causal_lm(source.path_or_id, **kwargs)
         if quant is None:
             model.to(device)
         return model

@@ -46,7 +46,7 @@ class DemoParams:
     rich_passages: float = param_field(0.0, "Share of passages that are longer and laid out like real help-centre "
                                        "chunks: bold labels, PDF pages, bulleted lists (see corpus._rich).",
                                        min=0.0, max=1.0, step=0.05)
-    grounded: float = param_field(0.75, "Share of chats that are the RAG prompt over passages (a seventh of them asking "
+    grounded: float = param_field(0.75, "Share of chats that are the RAG prompt over passages (2 in 15 of them asking "
                                   "for JSON); the rest is support talk without context (see corpus.chat).",
                                   min=0.0, max=1.0, step=0.05)
     chats_per_step: int = param_field(16, "Chats per optimizer step.", min=1, max=1024, step=1)

@@ -83,7 +83,6 @@ def load_model(config: RunConfig, path_or_id: str, device: str, bf16: bool) -> A
     """The base model for `config.train.method`: 4-bit NF4 (double quant) for QLoRA, bf16 for LoRA/prompt tuning on
     a bf16 GPU, fp32 otherwise (full fine-tuning keeps fp32 master weights and trains with bf16 autocast)."""
     import torch
-    from transformers import AutoModelForCausalLM
 
     from studio.core import hub
 
@@ -95,8 +94,7 @@ def load_model(config: RunConfig, path_or_id: str, device: str, bf16: bool) -> A
                       dtype=compute)
     else:
         kwargs["dtype"] = compute if method != "full" else torch.float32
-    with hub.building():
-        model = AutoModelForCausalLM.from_pretrained(path_or_id, **kwargs)
+    model = hub.load_causal_lm(path_or_id, **kwargs)
     model.config.use_cache = False  # the KV cache only helps generation, and conflicts with gradient checkpointing
     return model
 
