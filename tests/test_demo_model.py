@@ -239,6 +239,18 @@ def test_copy_circuit_flag_builds_the_circuit_shape_and_says_so_in_the_command()
     assert command_line(wired).endswith("--copy-circuit")
 
 
+def test_copy_circuit_help_describes_the_preset_it_builds(capsys: pytest.CaptureFixture[str]) -> None:
+    """A hand-written description once went stale when the preset changed: it is now made from CIRCUIT."""
+    from studio.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo-model", "build", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"{CIRCUIT['heads']} heads of width {CIRCUIT['head_dim']}" in text
+    assert f"compare {CIRCUIT['copy_span']} tokens" in text and f"{CIRCUIT['steps']} steps" in text
+    assert f"{round(CIRCUIT['grounded'] * 100)}% of chats" in text
+
+
 def test_marking_replies_teaches_the_tokenizer_each_role_name_as_one_token_and_wires_the_role_head() -> None:
     from studio.core.demo_model.build import ROLES, make_model, make_tokenizer
 

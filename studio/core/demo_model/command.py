@@ -32,12 +32,22 @@ def add_demo_model_parser(sub: Any) -> None:
     build.add_argument("--minutes", type=float, help="Stop training after this many minutes and save what was learned "
                                                      "(the result then depends on the machine's speed).")
     build.add_argument("--threads", type=int, default=defaults.threads, help=f"CPU threads (default {defaults.threads}).")
-    build.add_argument("--copy-circuit", dest="copy_circuit", action="store_true",
-                       help="Experimental: start from weights that already copy from the context (4 heads of width 128, "
-                            "RoPE base 1e14, copy heads that compare three tokens and skip the model's own replies, 560 steps "
-                            "unless --steps is given; see studio/core/demo_model/circuit.py).")
+    build.add_argument("--copy-circuit", dest="copy_circuit", action="store_true", help=circuit_help())
     build.add_argument("--small", action="store_true", help="A 2-layer, 64-wide model with a 1,000-token vocabulary "
                                                             "(seconds; for tests, not for use).")
+
+
+def circuit_help() -> str:
+    """--copy-circuit's help, from the preset itself (a hand-written copy went stale when the preset changed)."""
+    from studio.core.demo_model.train import CIRCUIT
+
+    c = CIRCUIT  # argparse %-formats help texts: a literal percent sign is written %%
+    return (f"Experimental: start from weights that already copy from the context ({c['heads']} heads of width "
+            f"{c['head_dim']}, RoPE base {c['rope_theta']:g}, copy heads that compare {c['copy_span']} tokens"
+            + (", prefer earlier matches" if c.get("primacy") else "")
+            + (" and skip the model's own replies" if c.get("skip_own_reply") else "")
+            + f", {round(c['grounded'] * 100)}%% of chats over the RAG prompt, {c['steps']} steps unless --steps is given; "
+            "see studio/core/demo_model/circuit.py).")
 
 
 def params_from_args(args: argparse.Namespace) -> Any:
