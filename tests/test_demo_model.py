@@ -239,6 +239,40 @@ def test_copy_circuit_flag_builds_the_circuit_shape_and_says_so_in_the_command()
     assert command_line(wired).endswith("--copy-circuit")
 
 
+
+def test_set_gives_any_build_parameter_over_the_preset_and_the_command_line_rebuilds_it() -> None:
+    import argparse
+
+    from studio.core.demo_model.command import add_demo_model_parser, command_line, params_from_args
+
+    parser = argparse.ArgumentParser()
+    add_demo_model_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["demo-model", "build", "--copy-circuit", "--set", "grounded=0.4", "--set", "copy-boost=2",
+                              "--set", "english_words=no", "--set", "quote=sentence"])
+    params = params_from_args(args)
+    assert (params.grounded, params.copy_boost, params.english_words, params.quote) == (0.4, 2.0, False, "sentence")
+    assert params.heads == CIRCUIT["heads"]  # the rest of the preset stays
+    again = parser.parse_args(command_line(args).split()[1:])  # the README's command gives the same parameters
+    assert params_from_args(again) == params
+
+
+@pytest.mark.parametrize(("item", "says"), [
+    ("grounded", "is not NAME=VALUE"), ("groundd=0.4", "no build parameter 'groundd'"),
+    ("steps=9", "use --steps"), ("grounded=lots", "should be a number"), ("english_words=maybe", "true or false"),
+    ("heads=2.5", "a whole number"), ("grounded=1.5", "between 0.0 and 1.0"),
+])
+def test_set_names_the_item_that_is_wrong(item: str, says: str) -> None:
+    import argparse
+
+    from studio.core.demo_model.command import add_demo_model_parser, params_from_args
+    from studio.errors import StudioError
+
+    parser = argparse.ArgumentParser()
+    add_demo_model_parser(parser.add_subparsers(dest="command"))
+    with pytest.raises(StudioError, match=re.escape(says)):
+        params_from_args(parser.parse_args(["demo-model", "build", "--set", item]))
+
+
 def test_copy_circuit_help_describes_the_preset_it_builds(capsys: pytest.CaptureFixture[str]) -> None:
     """A hand-written description once went stale when the preset changed: it is now made from CIRCUIT."""
     from studio.cli import build_parser

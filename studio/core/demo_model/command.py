@@ -1,6 +1,7 @@
 """`studio demo-model build`: rebuild the offline demo model from nothing but this repository.
 
     studio demo-model build [--out assets/models/studio-demo] [--seed S] [--steps N] [--copy-steps N] [--minutes M]
+                            [--copy-circuit] [--set NAME=VALUE ...]
 
 Progress (step, loss, learning rate, speed, ETA) goes to stderr. The first Ctrl-C stops training and
 leaves the existing model folder untouched (exit 130); a second one aborts at once.
@@ -33,6 +34,10 @@ def add_demo_model_parser(sub: Any) -> None:
                                                      "(the result then depends on the machine's speed).")
     build.add_argument("--threads", type=int, default=defaults.threads, help=f"CPU threads (default {defaults.threads}).")
     build.add_argument("--copy-circuit", dest="copy_circuit", action="store_true", help=circuit_help())
+    build.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+                       help="Any other build parameter (repeatable; applied over --copy-circuit's preset), e.g. "
+                            "--set grounded=0.4 --set copy_boost=2; the names are DemoParams' fields "
+                            "(studio/core/demo_model/train.py).")
     build.add_argument("--small", action="store_true", help="A 2-layer, 64-wide model with a 1,000-token vocabulary "
                                                             "(seconds; for tests, not for use).")
 
@@ -67,7 +72,46 @@ def params_from_args(args: argparse.Namespace) -> Any:
     circuit = {k: v for k, v in CIRCUIT.items() if k != "steps"} if getattr(args, "copy_circuit", False) else {}
     steps = CIRCUIT["steps"] if circuit and args.steps == DemoParams().steps else args.steps
     return DemoParams(seed=args.seed, steps=steps, copy_steps=args.copy_steps, minutes=args.minutes, threads=args.threads,
-                      **{**circuit, **small})
+                      **{**circuit, **small, **parse_settings(getattr(args, "settings", []))})
+
+
+# Parameters with a flag of their own: --set does not take them, so a command line never gives one twice.
+FLAGGED = ("seed", "steps", "copy_steps", "minutes", "threads")
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+
+
+def parse_settings(items: list[str]) -> dict[str, Any]:
+    """`--set NAME=VALUE` items as DemoParams keyword arguments, each value read as its field's type (the ranges
+    are DemoParams' own checks). Raises StudioError naming the item that is wrong and what would be right."""
+    from dataclasses import fields
+
+    from studio.core.demo_model.train import DemoParams
+
+    kinds = {f.name: type(f.default) for f in fields(DemoParams) if f.name not in FLAGGED}
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name, text = name.strip().replace("-", "_"), text.strip()
+        if not sep or not name or not text:
+            raise StudioError(f"--set {item!r} is not NAME=VALUE.", "write it like --set grounded=0.5.")
+        if name in FLAGGED:
+            raise StudioError(f"--set {item!r}: {name} has its own flag.", f"use --{name.replace('_', '-')} instead.")
+        if name not in kinds:
+            raise StudioError(f"--set {item!r}: there is no build parameter {name!r}.",
+                              "pick one of: " + ", ".join(sorted(kinds)) + ".")
+        kind = kinds[name]
+        try:
+            if kind is bool:
+                if text.lower() not in _TRUE + _FALSE:
+                    raise ValueError
+                value: Any = text.lower() in _TRUE
+            else:
+                value = kind(text)
+        except ValueError:
+            expected = {bool: "true or false", int: "a whole number", float: "a number"}.get(kind, kind.__name__)
+            raise StudioError(f"--set {item!r}: {name} should be {expected}.", f"give {name} {expected}.") from None
+        out[name] = value
+    return out
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -78,6 +122,7 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append(f"--minutes {args.minutes:g}")
     if getattr(args, "copy_circuit", False):
         parts.append("--copy-circuit")
+    parts += [f"--set {name}={value}" for name, value in parse_settings(getattr(args, "settings", [])).items()]
     if args.small:
         parts.append("--small")
     return " ".join(parts)
