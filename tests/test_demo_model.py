@@ -72,6 +72,21 @@ def test_grounded_sets_the_share_of_rag_prompt_chats_and_its_json_part(tokenizer
     assert 0.6 < default[0] < 0.8 and 0.07 < default[1] < 0.13  # 0.75, of which 0.1 JSON (some are dropped as unclean)
     assert 0.3 < half[0] < 0.55 and 0.04 < half[1] < 0.09  # 0.5, of which 2 in 15 JSON
     assert shares(list(corpus.chats(1, tokenizer, 100, grounded=0.0)))[0] == 0.0
+    grounded, as_json = shares(list(corpus.chats(1, tokenizer, 1500, grounded=0.5, json_share=0.5)))
+    assert 0.4 < as_json / grounded < 0.6  # json_share: of the grounded chats, those asking for JSON
+
+
+def test_escape_tokens_make_each_json_escape_one_token_like_the_character_it_stands_for() -> None:
+    from studio.core.demo_model.build import JSON_ESCAPES, make_tokenizer
+
+    small = {"vocab_size": 1000, "hidden_size": 64, "layers": 2, "heads": 4, "intermediate_size": 128}
+    plain, escaped = make_tokenizer(DemoParams(**small)), make_tokenizer(DemoParams(**small, escape_tokens=True))
+    text = 'The app shows "Ready" when it is.\nThen press "OK" and wait.\n\n- Done'
+    quoted = json.dumps(text, ensure_ascii=False)[1:-1]  # the same text inside a JSON string
+    count = lambda tok, t: len(tok(t, add_special_tokens=False)["input_ids"])  # noqa: E731
+    assert count(escaped, quoted) == count(escaped, text) < count(plain, quoted)
+    assert all(count(escaped, e) == 1 for e in JSON_ESCAPES) and len(escaped) == len(plain) + len(JSON_ESCAPES)
+    assert escaped.decode(escaped(quoted, add_special_tokens=False)["input_ids"]) == quoted
 
 
 @pytest.mark.parametrize("kind", ["sample", "rich_sample", "english_sample"])

@@ -42,6 +42,12 @@ class BuildResult:
     stopped_early: bool  # --minutes ran out before the last step
 
 
+# JSON's escapes of a line break and a double quote (with and without the space before it), each one token like the
+# character it stands for: a quote written into a JSON string then has as many tokens as the passage it copies, and
+# the copy heads, which match the last tokens against the context, keep their place after an escape.
+JSON_ESCAPES = ("\\n", '\\"', ' \\"')
+
+
 def role_names(params: DemoParams) -> tuple[str, ...]:
     """The words the circuit's role head keys on (each one token): none without it."""
     if not params.skip_own_reply:
@@ -58,6 +64,8 @@ def make_tokenizer(params: DemoParams) -> Any:
     if names:  # the role head keys on each role name as one token (DemoParams: only with the circuit)
         texts += ["\n".join(names)] * 300
     tokenizer = train_tokenizer(texts, vocab_size=params.vocab_size)
+    if params.escape_tokens:
+        tokenizer.add_tokens(list(JSON_ESCAPES))
     if names:
         split = [r for r in names if len(tokenizer(r, add_special_tokens=False)["input_ids"]) != 1]
         if split:
@@ -104,7 +112,7 @@ def build(out: str | Path = DEFAULT_OUT, params: DemoParams | None = None, log: 
         f"{params.chats_per_step} chats")
     chats = corpus.chats(params.seed + 1, tokenizer, params.steps * params.chats_per_step, scrambled=params.scrambled,
                          rate=params.scramble_rate, rich=params.rich_passages, english=params.english_words,
-                         quote=params.quote, grounded=params.grounded)
+                         quote=params.quote, grounded=params.grounded, json_share=params.json_share)
     every = max(1, params.steps // 50)
 
     def on_step(entry: StepLog) -> None:

@@ -357,18 +357,20 @@ def support_chat(lex: Lexicon) -> list[Message]:
 
 GROUNDED = 0.75  # share of grounded chats (the RAG prompt); the rest is support talk
 GROUNDED_JSON = 0.1  # share of grounded chats that ask for JSON, of all chats when `grounded` is GROUNDED
+JSON_SHARE = GROUNDED_JSON / GROUNDED  # of the grounded chats, those asking for JSON: 2 in 15
 
 
 def chat(lex: Lexicon, tokenizer: Any, scrambled: float = 0.0, rate: float = 0.33,
          counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, quote: str = "passage",
-         grounded: float = GROUNDED) -> list[Message]:
+         grounded: float = GROUNDED, json_share: float = JSON_SHARE) -> list[Message]:
     """One training chat: by default 65% grounded, 10% grounded JSON, 25% support talk (some of it JSON).
 
     `scrambled` is the share of passages with a `rate` share of their words swapped for random ones (see `scramble`).
-    `grounded` is the share of grounded chats (the JSON ones keep their proportion of them).
+    `grounded` is the share of grounded chats, `json_share` the share of those that ask for JSON.
     """
     roll = lex.rng.random()
-    as_json = GROUNDED_JSON * grounded / GROUNDED
+    # The default keeps its original arithmetic, so the default corpus stays bit-identical.
+    as_json = GROUNDED_JSON * grounded / GROUNDED if json_share == JSON_SHARE else json_share * grounded
     if roll < grounded - as_json:
         return grounded_chat(lex, tokenizer, False, scrambled, rate, counts, rich, quote)
     if roll < grounded:
@@ -422,7 +424,7 @@ def is_clean(messages: list[Message], pattern: re.Pattern[str] | None) -> bool:
 
 def chats(seed: int, tokenizer: Any, count: int, scrambled: float = 0.0, rate: float = 0.33,
           counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, english: bool = False,
-          quote: str = "passage", grounded: float = GROUNDED) -> Iterator[list[Message]]:
+          quote: str = "passage", grounded: float = GROUNDED, json_share: float = JSON_SHARE) -> Iterator[list[Message]]:
     """`count` clean chats, the same ones for the same seed, tokenizer and `scrambled` share.
 
     `english`: scrambled passages swap words for everyday English ones (`english_words`) rather than the
@@ -431,7 +433,7 @@ def chats(seed: int, tokenizer: Any, count: int, scrambled: float = 0.0, rate: f
     pattern = fact_pattern(eval_facts())
     made = 0
     while made < count:
-        messages = chat(lex, tokenizer, scrambled, rate, counts, rich, quote, grounded)
+        messages = chat(lex, tokenizer, scrambled, rate, counts, rich, quote, grounded, json_share)
         if is_clean(messages, pattern):
             made += 1
             yield messages

@@ -49,6 +49,13 @@ class DemoParams:
     grounded: float = param_field(0.75, "Share of chats that are the RAG prompt over passages (2 in 15 of them asking "
                                   "for JSON); the rest is support talk without context (see corpus.chat).",
                                   min=0.0, max=1.0, step=0.05)
+    json_share: float = param_field(2 / 15, "Share of the grounded chats whose question asks for a JSON object (the "
+                                    "quote then goes into its first key, JSON-escaped; see corpus.chat).",
+                                    min=0.0, max=1.0, step=0.05)
+    escape_tokens: bool = field(default=False, metadata={"help": "JSON's escapes of a line break and a double quote are "
+                                                                  "one token each, as the characters they stand for are, so "
+                                                                  "the copy heads keep their place in a quote written into "
+                                                                  "a JSON string (see build.JSON_ESCAPES)."})
     chats_per_step: int = param_field(16, "Chats per optimizer step.", min=1, max=1024, step=1)
     tokens_per_micro_batch: int = param_field(6144, "Most padded tokens in one forward pass.", min=256, max=65536, step=256)
     max_length: int = param_field(1400, "Chats longer than this many tokens are cut (the default RAG prompt fits).",
