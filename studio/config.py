@@ -197,12 +197,18 @@ def _env_key(name: str) -> str:
     return "environment variable " + ("STUDIO_HOME" if name == "workspace" else f"STUDIO_{name.upper()}")
 
 
-_KIND_WORDS = {"int": "a whole number", "bool": "true or false (also 1/0, yes/no, on/off)"}
+_KIND_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false (also 1/0, yes/no, on/off)"}
 
 
 def _coerce(name: str, raw: Any, source: str) -> Any:
-    """Turn a raw value from a file, the environment or the command line into the setting's type."""
-    kind = {f.name: f.type for f in dataclasses.fields(Settings)}[name]
+    return coerce(Settings, name, raw, source)
+
+
+def coerce(cls: type, name: str, raw: Any, source: str) -> Any:
+    """Turn a raw value (from a file, the environment or the command line) into the type of `cls`'s field `name`.
+
+    Raises ConfigError naming `source` when it cannot be read as that type; ranges are the dataclass's own checks."""
+    kind = {f.name: f.type for f in dataclasses.fields(cls)}[name]
     if kind == "str":
         if raw is None:
             return ""
@@ -221,6 +227,10 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError(raw)
             return int(raw)
+        if kind == "float":
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return float(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"{source}: `{name}` should be {_KIND_WORDS[kind]}, got {raw!r}.",
                           f"fix {name} in {source}.") from None

@@ -10,6 +10,7 @@ leaves the existing model folder untouched (exit 130); a second one aborts at on
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from typing import Any
 
@@ -77,17 +78,17 @@ def params_from_args(args: argparse.Namespace) -> Any:
 
 # Parameters with a flag of their own: --set does not take them, so a command line never gives one twice.
 FLAGGED = ("seed", "steps", "copy_steps", "minutes", "threads")
-_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
 
 def parse_settings(items: list[str]) -> dict[str, Any]:
-    """`--set NAME=VALUE` items as DemoParams keyword arguments, each value read as its field's type (the ranges
-    are DemoParams' own checks). Raises StudioError naming the item that is wrong and what would be right."""
+    """`--set NAME=VALUE` items as DemoParams keyword arguments, each value read as its field's type (config.coerce;
+    the ranges are DemoParams' own checks). Raises StudioError naming the item that is wrong and what would be right."""
     from dataclasses import fields
 
+    from studio.config import coerce
     from studio.core.demo_model.train import DemoParams
 
-    kinds = {f.name: type(f.default) for f in fields(DemoParams) if f.name not in FLAGGED}
+    names = {f.name for f in fields(DemoParams)} - set(FLAGGED)
     out: dict[str, Any] = {}
     for item in items:
         name, sep, text = item.partition("=")
@@ -96,21 +97,10 @@ def parse_settings(items: list[str]) -> dict[str, Any]:
             raise StudioError(f"--set {item!r} is not NAME=VALUE.", "write it like --set grounded=0.5.")
         if name in FLAGGED:
             raise StudioError(f"--set {item!r}: {name} has its own flag.", f"use --{name.replace('_', '-')} instead.")
-        if name not in kinds:
+        if name not in names:
             raise StudioError(f"--set {item!r}: there is no build parameter {name!r}.",
-                              "pick one of: " + ", ".join(sorted(kinds)) + ".")
-        kind = kinds[name]
-        try:
-            if kind is bool:
-                if text.lower() not in _TRUE + _FALSE:
-                    raise ValueError
-                value: Any = text.lower() in _TRUE
-            else:
-                value = kind(text)
-        except ValueError:
-            expected = {bool: "true or false", int: "a whole number", float: "a number"}.get(kind, kind.__name__)
-            raise StudioError(f"--set {item!r}: {name} should be {expected}.", f"give {name} {expected}.") from None
-        out[name] = value
+                              "pick one of: " + ", ".join(sorted(names)) + ".")
+        out[name] = coerce(DemoParams, name, text, f"--set {item!r}")
     return out
 
 
@@ -122,7 +112,7 @@ def command_line(args: argparse.Namespace) -> str:
         parts.append(f"--minutes {args.minutes:g}")
     if getattr(args, "copy_circuit", False):
         parts.append("--copy-circuit")
-    parts += [f"--set {name}={value}" for name, value in parse_settings(getattr(args, "settings", [])).items()]
+    parts += [f"--set {shlex.quote(item)}" for item in getattr(args, "settings", [])]  # checked by params_from_args
     if args.small:
         parts.append("--small")
     return " ".join(parts)

@@ -369,8 +369,7 @@ def chat(lex: Lexicon, tokenizer: Any, scrambled: float = 0.0, rate: float = 0.3
     `grounded` is the share of grounded chats, `json_share` the share of those that ask for JSON.
     """
     roll = lex.rng.random()
-    # The default keeps its original arithmetic, so the default corpus stays bit-identical.
-    as_json = GROUNDED_JSON * grounded / GROUNDED if json_share == JSON_SHARE else json_share * grounded
+    as_json = json_share * grounded  # at the defaults, grounded - as_json is exactly 0.65, as it always was
     if roll < grounded - as_json:
         return grounded_chat(lex, tokenizer, False, scrambled, rate, counts, rich, quote)
     if roll < grounded:

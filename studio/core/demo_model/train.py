@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from studio.config import check_choice, check_range, param_field
-from studio.core.demo_model.corpus import QUOTES
+from studio.core.demo_model.corpus import GROUNDED, JSON_SHARE, QUOTES
 from studio.errors import ConfigError
 
 
@@ -46,10 +46,10 @@ class DemoParams:
     rich_passages: float = param_field(0.0, "Share of passages that are longer and laid out like real help-centre "
                                        "chunks: bold labels, PDF pages, bulleted lists (see corpus._rich).",
                                        min=0.0, max=1.0, step=0.05)
-    grounded: float = param_field(0.75, "Share of chats that are the RAG prompt over passages (2 in 15 of them asking "
+    grounded: float = param_field(GROUNDED, "Share of chats that are the RAG prompt over passages (2 in 15 of them asking "
                                   "for JSON); the rest is support talk without context (see corpus.chat).",
                                   min=0.0, max=1.0, step=0.05)
-    json_share: float = param_field(2 / 15, "Share of the grounded chats whose question asks for a JSON object (the "
+    json_share: float = param_field(JSON_SHARE, "Share of the grounded chats whose question asks for a JSON object (the "
                                     "quote then goes into its first key, JSON-escaped; see corpus.chat).",
                                     min=0.0, max=1.0, step=0.05)
     escape_tokens: bool = field(default=False, metadata={"help": "JSON's escapes of a line break and a double quote are "
