@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
 import re
@@ -237,13 +238,19 @@ def test_committed_model_is_small_and_loads() -> None:
     assert tok.chat_template and "not a useful assistant" in (DEFAULT_OUT / "README.md").read_text()
 
 
-def test_copy_circuit_flag_builds_the_circuit_shape_and_says_so_in_the_command() -> None:
-    import argparse
-
-    from studio.core.demo_model.command import add_demo_model_parser, command_line, params_from_args
+def _demo_parser() -> argparse.ArgumentParser:
+    """The studio's command line with only the demo-model command."""
+    from studio.core.demo_model.command import add_demo_model_parser
 
     parser = argparse.ArgumentParser()
     add_demo_model_parser(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def test_copy_circuit_flag_builds_the_circuit_shape_and_says_so_in_the_command() -> None:
+    from studio.core.demo_model.command import command_line, params_from_args
+
+    parser = _demo_parser()
     plain = parser.parse_args(["demo-model", "build"])
     wired = parser.parse_args(["demo-model", "build", "--copy-circuit"])
     assert not params_from_args(plain).copy_circuit and params_from_args(plain).steps == DemoParams().steps
@@ -254,14 +261,10 @@ def test_copy_circuit_flag_builds_the_circuit_shape_and_says_so_in_the_command()
     assert command_line(wired).endswith("--copy-circuit")
 
 
-
 def test_set_gives_any_build_parameter_over_the_preset_and_the_command_line_rebuilds_it() -> None:
-    import argparse
+    from studio.core.demo_model.command import command_line, params_from_args
 
-    from studio.core.demo_model.command import add_demo_model_parser, command_line, params_from_args
-
-    parser = argparse.ArgumentParser()
-    add_demo_model_parser(parser.add_subparsers(dest="command"))
+    parser = _demo_parser()
     args = parser.parse_args(["demo-model", "build", "--copy-circuit", "--set", "grounded=0.4", "--set", "copy-boost=2",
                               "--set", "english_words=no", "--set", "quote=sentence"])
     params = params_from_args(args)
@@ -277,13 +280,10 @@ def test_set_gives_any_build_parameter_over_the_preset_and_the_command_line_rebu
     ("heads=2.5", "a whole number"), ("grounded=1.5", "between 0.0 and 1.0"),
 ])
 def test_set_names_the_item_that_is_wrong(item: str, says: str) -> None:
-    import argparse
-
-    from studio.core.demo_model.command import add_demo_model_parser, params_from_args
+    from studio.core.demo_model.command import params_from_args
     from studio.errors import StudioError
 
-    parser = argparse.ArgumentParser()
-    add_demo_model_parser(parser.add_subparsers(dest="command"))
+    parser = _demo_parser()
     with pytest.raises(StudioError, match=re.escape(says)):
         params_from_args(parser.parse_args(["demo-model", "build", "--set", item]))
 
