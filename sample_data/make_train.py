@@ -6,7 +6,8 @@
 Every example is a chat in `messages` format: a system prompt (the house one, which describes the format, on
 a quarter of them; a short persona that does not on the rest), a customer question and an assistant
 reply that is a JSON object {"answer": str, "steps": [str, ...], "escalate": bool}; a few are two-turn
-conversations. The questions are *generic* home-energy, device, app, account, billing, delivery and safety
+conversations, and a fifth ask about a product's own specifics (a code, a light, a price, a limit), which
+only its documents could answer: the reply says it doesn't have them and where to look. The questions are *generic* home-energy, device, app, account, billing, delivery and safety
 questions, built by combining templates (situations, phrasings, devices, openers, context), so a fine-tune
 learns the format, the tone (warm, brief, plain English) and when to escalate, but none of the facts of
 `sample_data/docs/`: no brand or product names, no error codes, prices, dates, menu paths or phone numbers,
@@ -22,8 +23,9 @@ import re
 from pathlib import Path
 
 SEED = 6
-COUNT = 460  # examples in all
+COUNT = 580  # examples in all
 MULTI_TURN = 34  # of which two-turn conversations (under 10%)
+SPECIFIC = 120  # of which questions about a product's specifics, answered without them (see SPECIFICS)
 OUT = Path(__file__).resolve().parent / "train.jsonl"
 
 SYSTEM_PROMPT = (
@@ -78,6 +80,7 @@ OPENERS = {
                "Thank you for telling us quickly."],
     "escalate": ["", "Sorry about this.", "Thanks for telling us.", "I'm sorry you've had this trouble.",
                  "Sorry, that isn't the experience we want you to have.", "Thanks for getting in touch."],
+    "specifics": ["", "", "Good question.", "Thanks for asking.", "Sorry,"],
 }
 CLOSERS = {
     "problem": ["", "", "", "If that doesn't help, just get back in touch.", "Let us know how you get on.",
@@ -86,6 +89,9 @@ CLOSERS = {
     "info": ["", "", "", "Let us know if you have any other questions."],
     "safety": ["", ""],
     "escalate": ["", "", "We'll keep you updated.", "We'll be in touch as soon as we can."],
+    "specifics": ["Your manual or our help centre will have the answer.", "The user guide should say, or our team can "
+                  "check it for you.", "Our support team can tell you.", "The help centre article for your model "
+                  "lists it.", ""],
 }
 
 # Topics: kind (problem/howto/info/safety/escalate), escalate flag, devices (None = no device), question
@@ -710,6 +716,69 @@ TOPICS = [
       k=(0, 4)),
 ]
 
+# Questions about a product's own specifics (what a code or a light means, its limits, prices, menus, terms).
+# Only the product's documents can answer them, and the assistant has none: it says so, in the house format,
+# and points to where the answer is. A tuned model thus keeps the format on such questions without inventing
+# facts, and retrieval (RAG) is what has to supply them.
+PRODUCTS = ["home battery", "battery", "inverter", "solar inverter", "EV charger", "heat pump", "smart meter display"]
+SPECIFIC_ANSWERS = ["I don't have the details for your {d} to hand, so I can't tell you exactly.",
+                    "I'm not sure for your model, and I'd rather not guess.",
+                    "I can't check that without the documents for your {d}.",
+                    "That depends on your model, and I don't have its details here.",
+                    "I don't know the exact answer for your {d}, I'm afraid."]
+SPECIFIC_STEPS = ["Check the manual that came with the {d}.", "Search our help centre for your model.",
+                  "Contact our support team if you can't find it."]
+GENERAL_ANSWERS = ["I don't have those details to hand, so I can't tell you exactly.",
+                   "I'm not sure, and I'd rather not guess.", "I can't check that without the right documents.",
+                   "That depends on your product and plan, and I don't have the details here."]
+GENERAL_STEPS = ["Check your welcome pack or the manual.", "Search our help centre.",
+                 "Contact our support team if you can't find it."]
+SPECIFICS = [
+    T(id="spec_codes", kind="specifics", esc=False, dev=PRODUCTS,
+      q=["My {d} is showing an error code I don't recognise. What does it mean?",
+         "What does the fault code on my {d} mean?", "The display on my {d} shows a code. What is it telling me?",
+         "How do I clear the warning code on my {d}?"],
+      a=SPECIFIC_ANSWERS, s=SPECIFIC_STEPS, k=(0, 2)),
+    T(id="spec_warranty", kind="specifics", esc=False, dev=PRODUCTS,
+      q=["How long is the warranty on my {d}?", "What does the warranty on my {d} cover?",
+         "Does the warranty on my {d} cover the installation too?", "How do I register the warranty on my {d}?"],
+      a=SPECIFIC_ANSWERS, s=SPECIFIC_STEPS, k=(0, 2)),
+    T(id="spec_lights", kind="specifics", esc=False, dev=PRODUCTS,
+      q=["What does the flashing blue light on my {d} mean?", "Why is the ring light on my {d} pulsing?",
+         "The light on my {d} has turned amber. What does that mean?"],
+      a=SPECIFIC_ANSWERS, s=SPECIFIC_STEPS, k=(0, 2)),
+    T(id="spec_limits", kind="specifics", esc=False, dev=PRODUCTS,
+      q=["At what temperatures can my {d} run?", "How much space does my {d} need around it?",
+         "How much power can my {d} supply at once?", "How long does my {d} take to charge fully?"],
+      a=SPECIFIC_ANSWERS, s=SPECIFIC_STEPS, k=(0, 2)),
+    T(id="spec_updates", kind="specifics", esc=False, dev=PRODUCTS,
+      q=["What changed in the latest update for my {d}?", "When did the last software update for my {d} come out?",
+         "Which software version should my {d} be on?"],
+      a=SPECIFIC_ANSWERS, s=SPECIFIC_STEPS, k=(0, 2)),
+    T(id="spec_prices", kind="specifics", esc=False, dev=None,
+      q=["How much does your premium plan cost?", "What's the monthly price of the service plan?",
+         "How much is a call-out fee for an engineer?", "What does a replacement filter cost?",
+         "How much does it cost to move my system to a new house?"],
+      a=GENERAL_ANSWERS, s=GENERAL_STEPS, k=(0, 2)),
+    T(id="spec_settings", kind="specifics", esc=False, dev=None,
+      q=["Where in the app do I change the charging schedule?", "Which setting keeps a reserve for power cuts?",
+         "What is the default reserve level in the app?", "Which menu has the export settings?"],
+      a=GENERAL_ANSWERS, s=GENERAL_STEPS, k=(0, 2)),
+    T(id="spec_contact", kind="specifics", esc=False, dev=None,
+      q=["What are your support line's opening hours?", "What's the phone number for your support team?",
+         "Which email address do I write to about a complaint?",
+         "How quickly will an engineer visit after I report a fault?"],
+      a=GENERAL_ANSWERS, s=GENERAL_STEPS, k=(0, 2)),
+    T(id="spec_programmes", kind="specifics", esc=False, dev=None,
+      q=["How often can I skip a grid event?", "How much do I earn for each grid event?",
+         "Can I leave the export programme whenever I like?"],
+      a=GENERAL_ANSWERS, s=GENERAL_STEPS, k=(0, 2)),
+    T(id="spec_returns", kind="specifics", esc=False, dev=None,
+      q=["How many days do I have to return an accessory?", "Is there a fee for returning an opened item?",
+         "How much do I get back if I cancel my installation?"],
+      a=GENERAL_ANSWERS, s=GENERAL_STEPS, k=(0, 2)),
+]
+
 # Second turns for the two-turn conversations (first turn: a problem the customer can try to fix).
 FOLLOWUPS = [
     ("still", ["I've tried all of that and it's still not working.", "Still no luck, I'm afraid.",
@@ -808,10 +877,13 @@ def _key(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 
 
-def build_examples(count: int = COUNT, multi_turn: int = MULTI_TURN, seed: int = SEED) -> list[dict]:
-    """`count` distinct examples ({"messages": [...]}), `multi_turn` of them two-turn; same seed, same list."""
+def build_examples(count: int = COUNT, multi_turn: int = MULTI_TURN, specific: int = SPECIFIC,
+                   seed: int = SEED) -> list[dict]:
+    """`count` distinct examples ({"messages": [...]}), `multi_turn` of them two-turn and `specific` of them
+    about a product's specifics (SPECIFICS); same seed, same list."""
     rng = random.Random(seed)
     fixable = [t for t in TOPICS if t["kind"] == "problem" and not t["esc"] and t["id"] != "bill_higher"]
+    general = count - specific
     examples, seen = [], set()
     attempts = 0
     while len(examples) < count:
@@ -819,8 +891,13 @@ def build_examples(count: int = COUNT, multi_turn: int = MULTI_TURN, seed: int =
         if attempts > count * 50:
             raise RuntimeError("the templates cannot produce that many distinct examples")
         index = len(examples)
-        two = index % (count // multi_turn) == 0 and sum(len(e["messages"]) > 3 for e in examples) < multi_turn
-        messages = _two_turn(rng, rng.choice(fixable)) if two else _single(rng, TOPICS[index % len(TOPICS)])
+        two = index % (general // multi_turn) == 0 and sum(len(e["messages"]) > 3 for e in examples) < multi_turn
+        if index >= general:  # after the general examples (which stay as they were), the specifics
+            messages = _single(rng, SPECIFICS[index % len(SPECIFICS)])
+        elif two:
+            messages = _two_turn(rng, rng.choice(fixable))
+        else:
+            messages = _single(rng, TOPICS[index % len(TOPICS)])
         key = _key(messages[1]["content"])  # one example per distinct question
         if key in seen:
             continue

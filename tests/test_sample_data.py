@@ -258,6 +258,20 @@ def test_train_assistant_turns_are_house_format():
     assert 0.1 < escalate[True] / sum(escalate.values()) < 0.5, escalate
 
 
+def test_a_fifth_of_train_asks_product_specifics_and_the_reply_says_it_has_no_details():
+    """The evaluation asks about a product's own codes, lights, prices and limits; the set has such questions
+    too, answered without facts (the adapter keeps the format on them, and only retrieval brings the facts)."""
+    make_train = _load_make_train()
+    stems = {stem.replace("{d}", device) for topic in make_train.SPECIFICS for stem in topic["q"]
+             for device in (topic["dev"] or [""])}
+    specific = [row for row in _train_rows() if any(row["messages"][1]["content"].endswith(stem) for stem in stems)]
+    assert 0.15 <= len(specific) / len(_train_rows()) <= 0.3, f"{len(specific)} of {len(_train_rows())}"
+    for row in specific:
+        reply = json.loads(row["messages"][-1]["content"])
+        assert re.search(r"\b(don't|can't|not sure)\b", reply["answer"]), reply["answer"]
+        assert reply["escalate"] is False and len(reply["steps"]) <= 2, reply
+
+
 def test_train_examples_are_distinct_and_vary_in_length():
     rows = _train_rows()
     questions = [_words(row["messages"][1]["content"]) for row in rows]
