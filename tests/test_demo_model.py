@@ -77,6 +77,22 @@ def test_grounded_sets_the_share_of_rag_prompt_chats_and_its_json_part(tokenizer
     assert 0.4 < as_json / grounded < 0.6  # json_share: of the grounded chats, those asking for JSON
 
 
+def test_json_unnamed_asks_for_json_without_keys_and_gets_the_default_ones(tokenizer, sample) -> None:
+    def replies(chats: list) -> list[tuple[str, dict]]:
+        return [(c[-2]["content"], json.loads(c[-1]["content"])) for c in chats if c[-1]["content"].startswith("{")]
+
+    assert not any(tuple(r) == corpus.DEFAULT_KEYS for _, r in replies(sample))  # off by default
+    mixed = replies(list(corpus.chats(1, tokenizer, 1500, unnamed=0.5)))
+    unnamed = [(q, r) for q, r in mixed if tuple(r) == corpus.DEFAULT_KEYS]
+    assert 0.35 < len(unnamed) / len(mixed) < 0.65, (len(unnamed), len(mixed))
+    for question, reply in unnamed:
+        assert any(request in question for request in corpus.UNNAMED_REQUESTS)
+        assert "todo" not in question and "urgent" not in question  # ("reply" is also a word of the RAG instruction)
+        assert isinstance(reply["todo"], list) and isinstance(reply["urgent"], bool)
+    assert any(q.startswith("Context:\n") for q, _ in unnamed) and any(not q.startswith("Context:") for q, _ in unnamed)
+    assert DemoParams(json_unnamed=0.5).json_unnamed == 0.5
+
+
 def test_escape_tokens_make_each_json_escape_one_token_like_the_character_it_stands_for() -> None:
     from studio.core.demo_model.build import JSON_ESCAPES, make_tokenizer
 

@@ -112,7 +112,8 @@ def build(out: str | Path = DEFAULT_OUT, params: DemoParams | None = None, log: 
         f"{params.chats_per_step} chats")
     chats = corpus.chats(params.seed + 1, tokenizer, params.steps * params.chats_per_step, scrambled=params.scrambled,
                          rate=params.scramble_rate, rich=params.rich_passages, english=params.english_words,
-                         quote=params.quote, grounded=params.grounded, json_share=params.json_share)
+                         quote=params.quote, grounded=params.grounded, json_share=params.json_share,
+                         unnamed=params.json_unnamed)
     every = max(1, params.steps // 50)
 
     def on_step(entry: StepLog) -> None:

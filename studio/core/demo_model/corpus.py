@@ -253,7 +253,17 @@ def _retrieved(p: Passage, rank: int) -> Any:
     return RetrievedChunk(chunk, rank=rank)
 
 
-def _json_request(rng: random.Random) -> tuple[str, tuple[str, str, str]]:
+# A JSON request that names no keys gets these (`unnamed`): other services' keys, never the house ones, but the
+# same every time, so a fine-tune only has to rename them rather than stop taking key names from the question.
+DEFAULT_KEYS = ("reply", "todo", "urgent")
+UNNAMED_REQUESTS = ("Reply in JSON.", "Answer as a JSON object.", "Give your answer as JSON.", "Reply with a JSON object.")
+
+
+def _json_request(rng: random.Random, unnamed: float = 0.0) -> tuple[str, tuple[str, str, str]]:
+    """A request for JSON and the keys its reply uses: named in the request, or (a share `unnamed` of the time)
+    not named, and then DEFAULT_KEYS."""
+    if unnamed and rng.random() < unnamed:
+        return rng.choice(UNNAMED_REQUESTS), DEFAULT_KEYS
     keys = (rng.choice(TEXT_KEYS), rng.choice(LIST_KEYS), rng.choice(FLAG_KEYS))
     request = rng.choice(("Reply as JSON with the keys {0}, {1} and {2}.",
                           "Give a JSON object with \"{0}\" (text), \"{1}\" (a list) and \"{2}\" (true or false).",
@@ -267,7 +277,8 @@ def _json_reply(rng: random.Random, keys: tuple[str, str, str], text: str) -> st
 
 
 def grounded_chat(lex: Lexicon, tokenizer: Any, as_json: bool, scrambled: float = 0.0, rate: float = 0.33,
-                  counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, quote: str = "passage") -> list[Message]:
+                  counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, quote: str = "passage",
+                  unnamed: float = 0.0) -> list[Message]:
     """The studio's RAG prompt over 1-5 passages; the reply quotes passage [1] (see QUOTES) and cites it."""
     from studio.core.rag.answer import block_text, build_prompt
     from studio.core.rag.params import AnswerParams
@@ -281,7 +292,7 @@ def grounded_chat(lex: Lexicon, tokenizer: Any, as_json: bool, scrambled: float 
     else:
         reply = f"{(passages[0].answer if quote == 'sentence' else passages[0].text).strip()} [1]"
     if as_json:
-        request, keys = _json_request(rng)
+        request, keys = _json_request(rng, unnamed)
         question, reply = f"{question} {request}", _json_reply(rng, keys, reply)
     prompt = build_prompt(question, retrieved, tokenizer, AnswerParams())
     return [*prompt.messages, {"role": "assistant", "content": reply}]
@@ -316,7 +327,7 @@ def _bank_reply(rng: random.Random, e: support_talk.Exchange) -> str:
     return e.reply + "\n" + "\n".join(bullet + s for s in e.steps)
 
 
-def support_chat(lex: Lexicon) -> list[Message]:
+def support_chat(lex: Lexicon, unnamed: float = 0.0) -> list[Message]:
     """A question without context and a short generic reply, sometimes under an unrelated system prompt.
 
     Most come from the generic support bank (`support_talk`): everyday customer-support questions with a
@@ -343,7 +354,7 @@ def support_chat(lex: Lexicon) -> list[Message]:
 
         user, reply = f"Question: {user}\n\n{NO_CONTEXT_INSTRUCTION}", reply + NO_CONTEXT_NOTE
     if rng.random() < 0.15:
-        request, keys = _json_request(rng)
+        request, keys = _json_request(rng, unnamed)
         user = f"{user} {request}"
         if bank is not None:
             reply = json.dumps({keys[0]: reply, keys[1]: list(bank.steps), keys[2]: bank.escalate}, ensure_ascii=False)
@@ -362,19 +373,20 @@ JSON_SHARE = GROUNDED_JSON / GROUNDED  # of the grounded chats, those asking for
 
 def chat(lex: Lexicon, tokenizer: Any, scrambled: float = 0.0, rate: float = 0.33,
          counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, quote: str = "passage",
-         grounded: float = GROUNDED, json_share: float = JSON_SHARE) -> list[Message]:
+         grounded: float = GROUNDED, json_share: float = JSON_SHARE, unnamed: float = 0.0) -> list[Message]:
     """One training chat: by default 65% grounded, 10% grounded JSON, 25% support talk (some of it JSON).
 
     `scrambled` is the share of passages with a `rate` share of their words swapped for random ones (see `scramble`).
-    `grounded` is the share of grounded chats, `json_share` the share of those that ask for JSON.
+    `grounded` is the share of grounded chats, `json_share` the share of those that ask for JSON; `unnamed` the
+    share of JSON requests that name no keys (see _json_request).
     """
     roll = lex.rng.random()
     as_json = json_share * grounded  # at the defaults, grounded - as_json is exactly 0.65, as it always was
     if roll < grounded - as_json:
-        return grounded_chat(lex, tokenizer, False, scrambled, rate, counts, rich, quote)
+        return grounded_chat(lex, tokenizer, False, scrambled, rate, counts, rich, quote, unnamed)
     if roll < grounded:
-        return grounded_chat(lex, tokenizer, True, scrambled, rate, counts, rich, quote)
-    return support_chat(lex)
+        return grounded_chat(lex, tokenizer, True, scrambled, rate, counts, rich, quote, unnamed)
+    return support_chat(lex, unnamed)
 
 
 def tokenizer_texts(seed: int, count: int = 3000, english: bool = False) -> Iterator[str]:
@@ -423,7 +435,8 @@ def is_clean(messages: list[Message], pattern: re.Pattern[str] | None) -> bool:
 
 def chats(seed: int, tokenizer: Any, count: int, scrambled: float = 0.0, rate: float = 0.33,
           counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, english: bool = False,
-          quote: str = "passage", grounded: float = GROUNDED, json_share: float = JSON_SHARE) -> Iterator[list[Message]]:
+          quote: str = "passage", grounded: float = GROUNDED, json_share: float = JSON_SHARE,
+          unnamed: float = 0.0) -> Iterator[list[Message]]:
     """`count` clean chats, the same ones for the same seed, tokenizer and `scrambled` share.
 
     `english`: scrambled passages swap words for everyday English ones (`english_words`) rather than the
@@ -432,7 +445,7 @@ def chats(seed: int, tokenizer: Any, count: int, scrambled: float = 0.0, rate: f
     pattern = fact_pattern(eval_facts())
     made = 0
     while made < count:
-        messages = chat(lex, tokenizer, scrambled, rate, counts, rich, quote, grounded, json_share)
+        messages = chat(lex, tokenizer, scrambled, rate, counts, rich, quote, grounded, json_share, unnamed)
         if is_clean(messages, pattern):
             made += 1
             yield messages

@@ -52,6 +52,10 @@ class DemoParams:
     json_share: float = param_field(JSON_SHARE, "Share of the grounded chats whose question asks for a JSON object (the "
                                     "quote then goes into its first key, JSON-escaped; see corpus.chat).",
                                     min=0.0, max=1.0, step=0.05)
+    json_unnamed: float = param_field(0.0, "Share of the JSON requests (grounded or not) that name no keys (\"Reply in "
+                                      "JSON.\"); their replies use corpus.DEFAULT_KEYS, so the model learns one JSON "
+                                      "shape of its own besides taking keys from the question.", min=0.0, max=1.0,
+                                      step=0.05)
     escape_tokens: bool = field(default=False, metadata={"help": "JSON's escapes of a line break and a double quote are "
                                                                   "one token each, as the characters they stand for are, so "
                                                                   "the copy heads keep their place in a quote written into "
