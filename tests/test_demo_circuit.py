@@ -227,6 +227,36 @@ def test_the_copy_heads_quote_the_prompt_but_never_the_models_own_reply():
     assert attentions[:, own][:, :, start - 1:].sum(-1).max().item() < 0.01, "a copy head looked at the reply"
 
 
+def test_a_never_copied_token_ends_a_quote_and_the_rest_is_still_quoted():
+    """The reply quotes a prompt span up to a bracket token: without nocopy_tokens the bracket is copied next; with
+    it the copy heads look away from it, and a quote elsewhere in the prompt is copied as before."""
+    bracket = 9  # random tokens are drawn from 10 up, so 9 only occurs where placed
+    ids, _ = _chat([(USER, 300), (ASSISTANT, 100)])
+    ids[0, 150] = bracket
+    start = 2 + 300 + 2
+    ids[0, start:start + 40] = ids[0, 110:150]  # quotes up to the bracket, which is next in the prompt
+    ids[0, start + 50:start + 90] = ids[0, 200:240]  # a quote with no bracket in it
+    end, plain_quote = start + 39, torch.arange(start + 51, start + 89)
+
+    def run(nocopy):
+        model = _model(False)
+        circuit.wire(model, sink_token=0, reply_token=ASSISTANT, role_tokens=(SYSTEM, USER, ASSISTANT), nocopy_tokens=nocopy)
+        model.config._attn_implementation = "eager"
+        with torch.no_grad():
+            out = model(input_ids=ids, output_attentions=True)
+        return out.logits.argmax(-1)[0], out.attentions[1][0, :circuit.COPY_HEADS, end, 150]
+
+    predicted, attention = run(())
+    assert predicted[end].item() == bracket and attention.mean().item() > 0.5
+    predicted, attention = run((bracket,))
+    assert predicted[end].item() != bracket and attention.max().item() < 0.01, "a copy head looked at the bracket"
+    assert (predicted[plain_quote] == ids[0, plain_quote + 1]).float().mean().item() > 0.85
+    with pytest.raises(ValueError, match="reply mark"):
+        circuit.wire(_model(False), sink_token=0, nocopy_tokens=(bracket,))
+    with pytest.raises(Exception, match="stop_at_brackets"):
+        DemoParams(**{**CIRCUIT, "skip_own_reply": False, "stop_at_brackets": True})
+
+
 def test_boost_makes_the_copy_heads_louder_and_touches_nothing_else():
     ids, where = _repeat_batch(3000, 256, rows=1)
     model = _model(True, span=3)

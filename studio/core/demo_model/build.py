@@ -86,6 +86,9 @@ def make_model(tokenizer: Any, params: DemoParams) -> tuple[Any, circuit.Pins | 
         closed = ROLES[1:] + MARKERS[1:] if params.copy_from == "context" else ()  # all but the assistant and "Context"
         roles = {} if not ids else {"reply_token": ids[ROLES[0]], "role_tokens": tuple(ids.values()),
                                     "closed_tokens": tuple(ids[name] for name in closed)}
+        if params.stop_at_brackets:
+            vocab = tokenizer.get_vocab()
+            roles["nocopy_tokens"] = tuple(sorted(i for t, i in vocab.items() if "[" in tokenizer.convert_tokens_to_string([t])))
         pins = circuit.wire(model, sink_token=tokenizer.convert_tokens_to_ids("<|im_start|>"), seed=params.seed,
                             span=params.copy_span, copy_gain=params.copy_gain, primacy=params.primacy, **roles)
     return model, pins

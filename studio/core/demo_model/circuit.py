@@ -227,7 +227,8 @@ class Pins:
 def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant: float = 0.3, prev_sharp: float = 110.0,
          match_score: float = 30.0, sink_at: float | None = None, copy_gain: float = 8.0, head_gain: float = 3.0,
          reply_token: int | None = None, role_tokens: tuple[int, ...] = (), role_gap: float = 12.0,
-         reply_penalty: float = 60.0, primacy: float = 0.0, closed_tokens: tuple[int, ...] = ()) -> Pins:
+         reply_penalty: float = 60.0, primacy: float = 0.0, closed_tokens: tuple[int, ...] = (),
+         nocopy_tokens: tuple[int, ...] = ()) -> Pins:
     """Overwrite `model`'s random-init embeddings, output head and first two attention layers with the circuit.
 
     `span`: how many tokens a copy head compares (1 = the current token; 2 = it and the one before, which
@@ -247,7 +248,9 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     passage [1], which comes first, is continued there and not where a later passage repeats the same words.
     Between near positions it only breaks ties; across a long prompt it can outweigh one matching token
     (match_score / span: about 4 of 30 with span 7, while primacy 12 adds up to about 6 over 1,000 positions).
-    `copy_gain`: the copy heads' starting loudness (their output trains).
+    `copy_gain`: the copy heads' starting loudness (their output trains). `nocopy_tokens` (with the role head):
+    tokens the copy heads never copy, as their embeddings carry the reply mark; e.g. "[", so that a quote of
+    passage [1] stops where the next passage's "[2] (" header begins and the model itself decides how to go on.
 
     Returns the entries that must stay as wired for the circuit to keep working: the constant dimension, the
     previous-token heads, and the copy heads' queries, keys and values. Left free to train: the copy heads'
@@ -267,6 +270,8 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     reason = problem(cfg.num_hidden_layers, heads, hd, theta, span, skip_reply, primacy > 0)
     if reason:
         raise ValueError(reason)
+    if nocopy_tokens and not skip_reply:
+        raise ValueError("nocopy_tokens need the role head's reply mark: give reply_token and role_tokens too")
     if skip_reply and not {reply_token, *closed_tokens} <= set(role_tokens):
         raise ValueError("role_tokens must hold every chat role token, the assistant's (reply_token) and the closed ones too")
     sink_at = min(span - 0.5, 1.5) / span if sink_at is None else sink_at
@@ -321,6 +326,9 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
         if skip_reply:
             reply_dim = _role_head(model, reserved, token_dims, span, freqs, reply_token, role_tokens, role_gap, constant, n0,
                                    closed_tokens)
+            # A never-copied token reads, as a key, like a position in a reply (what the role head writes there);
+            # the embeddings' reserved dimensions are held, so it stays that way.
+            emb[list(nocopy_tokens), reply_dim] = constant
 
         # Layer 1: copy heads. Term 0 compares the current token with block 0 (the token before s); term m
         # compares block m-1 (m tokens before the current one) with block m. One slow slot is the sink.

@@ -20,7 +20,7 @@ from studio.errors import ConfigError
 
 
 # Fields that only change the copying circuit: a build without it refuses any of them set.
-CIRCUIT_ONLY = ("copy_span", "copy_gain", "copy_boost", "primacy", "copy_from", "skip_own_reply")
+CIRCUIT_ONLY = ("copy_span", "copy_gain", "copy_boost", "primacy", "copy_from", "skip_own_reply", "stop_at_brackets")
 
 
 @dataclass
@@ -93,6 +93,11 @@ class DemoParams:
     skip_own_reply: bool = field(default=False, metadata={"help": "The circuit's copy heads never copy from an "
                                                                   "assistant turn, so the model cannot loop on its own words "
                                                                   "(see circuit.wire; the tokenizer learns the role names as tokens)."})
+    stop_at_brackets: bool = field(default=False, metadata={"help": "The circuit's copy heads never copy a token "
+                                                                     "with \"[\" in it (needs skip_own_reply), so a quote "
+                                                                     "of passage [1] stops where the next passage's \"[2] (\" "
+                                                                     "header begins, and the model decides how to end "
+                                                                     "(see circuit.wire's nocopy_tokens)."})
     intermediate_size: int = param_field(512, "MLP width.", min=32, max=16384, step=32)
     stream_scale: float = param_field(0.01, "After training, the residual stream is scaled by this factor without "
                                       "changing what the model computes (see build.scale_stream): a LoRA on the value and "
@@ -114,6 +119,9 @@ class DemoParams:
         if changed and not self.copy_circuit:
             raise ConfigError(f"{', '.join(f'`{name}`' for name in changed)} change the copying circuit, and this build has none.",
                               "turn on copy_circuit (--copy-circuit), or leave them at their defaults.")
+        if self.stop_at_brackets and not self.skip_own_reply:
+            raise ConfigError("stop_at_brackets needs the role head that skip_own_reply adds.",
+                              "turn on skip_own_reply, or leave stop_at_brackets off.")
         if self.copy_from == "context" and not self.skip_own_reply:
             raise ConfigError("copy_from='context' needs the role head that skip_own_reply adds.",
                               "turn on skip_own_reply, or leave copy_from at 'prompt'.")
