@@ -7,11 +7,12 @@ Every example is a chat in `messages` format: a system prompt (the house one, wh
 a quarter of them; a short persona that does not on the rest), a customer question and an assistant
 reply that is a JSON object {"answer": str, "steps": [str, ...], "escalate": bool}; a few are two-turn
 conversations, and a fifth ask about a product's own specifics (a code, a light, a price, a limit), which
-only its documents could answer: the reply says it doesn't have them and where to look. The questions are *generic* home-energy, device, app, account, billing, delivery and safety
+only its documents could answer: the reply says it doesn't have them and where to look. Besides those, a third
+more ask over the studio's RAG prompt, with generic passages as the context, and quote passage [1] in "answer". The questions are *generic* home-energy, device, app, account, billing, delivery and safety
 questions, built by combining templates (situations, phrasings, devices, openers, context), so a fine-tune
 learns the format, the tone (warm, brief, plain English) and when to escalate, but none of the facts of
 `sample_data/docs/`: no brand or product names, no error codes, prices, dates, menu paths or phone numbers,
-and no digits at all. The output is deterministic (fixed seed), so the committed file can be checked.
+and no digits but the RAG prompt's passage numbers. The output is deterministic (fixed seed), so the committed file can be checked.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ SEED = 6
 COUNT = 580  # examples in all
 MULTI_TURN = 34  # of which two-turn conversations (under 10%)
 SPECIFIC = 120  # of which questions about a product's specifics, answered without them (see SPECIFICS)
+GROUNDED = 350  # and, besides those, questions asked over the studio's RAG prompt (see grounded_examples)
 OUT = Path(__file__).resolve().parent / "train.jsonl"
 
 SYSTEM_PROMPT = (
@@ -877,10 +879,61 @@ def _key(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
 
 
+# Grounded examples ---------------------------------------------------------------------------------------
+# The same kind of question asked over the studio's RAG prompt, with generic help-centre passages built from
+# the topics above as the retrieved context; the reply quotes passage [1] as the prompt shows it (from its
+# "[1] (source · heading)" line to a blank line) in "answer", JSON-escaped, with no steps of its own. The
+# adapter thus learns to keep the house format when retrieval supplies context, and to take the answer from
+# that context; none of the passages holds a fact of docs/ (they are the topics' own generic text).
+HEADINGS = ["Troubleshooting", "Getting started", "Your account", "Care and cleaning", "Safety", "Contact us", "Billing"]
+EXTRA_PASSAGES = (0, 0, 1, 1, 2, 2, 3)  # other retrieved passages after passage [1] (the whole chat fits 512 tokens)
+
+
+class _Words:
+    """Counts words for the RAG prompt's context budget, which these short passages never reach (the studio
+    counts the model's tokens there; no model is needed to write the data)."""
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+        return {"input_ids": text.split()}
+
+
+def _passage(rng: random.Random, topic: dict) -> tuple[object, str | None]:
+    """A help-centre chunk for `topic`: its answer core, then some of its steps as a list or inline."""
+    from studio.core.rag.chunking import Chunk
+    from studio.core.rag.retrieval import RetrievedChunk
+
+    device = _device(rng, topic)
+    core = _fill(rng.choice(topic["a"]), device)
+    low, high = topic["k"]
+    steps = [_fill(s, device) for s in rng.sample(topic["s"], rng.randint(low, min(high, len(topic["s"]))))]
+    style = rng.random()
+    text = core + "\n\n" + "\n".join("- " + s for s in steps) if steps and style < 0.5 else \
+        " ".join([core, *steps]) if steps and style < 0.75 else core
+    name = (device or topic["id"].split("_")[0]).replace(" ", "-")
+    source = f"{name}-{rng.choice(['help', 'faq', 'guide'])}.{rng.choice(['md', 'md', 'html', 'txt'])}"
+    heading = tuple(rng.sample(HEADINGS, rng.randint(0, 2)))
+    chunk = Chunk(id="c", text=text, source=source, file_type=source.rsplit(".", 1)[1], heading_path=heading, page=None,
+                  number=0, start=0, end=len(text), content_hash="", embedder="")
+    return chunk, device
+
+
+def _grounded(rng: random.Random, topic: dict) -> list[dict]:
+    from studio.core.rag.answer import block_text, build_prompt
+    from studio.core.rag.params import AnswerParams
+    from studio.core.rag.retrieval import RetrievedChunk
+
+    first, device = _passage(rng, topic)
+    chunks = [first] + [_passage(rng, rng.choice(TOPICS))[0] for _ in range(rng.choice(EXTRA_PASSAGES))]
+    items = [RetrievedChunk(chunk, rank=rank) for rank, chunk in enumerate(chunks, start=1)]
+    prompt = build_prompt(_question(rng, topic, device), items, _Words(), AnswerParams())
+    reply = _reply(block_text(1, items[0]) + "\n\n", [], topic["esc"])
+    return [{"role": "system", "content": SYSTEM_PROMPT}, *prompt.messages, {"role": "assistant", "content": reply}]
+
+
 def build_examples(count: int = COUNT, multi_turn: int = MULTI_TURN, specific: int = SPECIFIC,
-                   seed: int = SEED) -> list[dict]:
+                   grounded: int = GROUNDED, seed: int = SEED) -> list[dict]:
     """`count` distinct examples ({"messages": [...]}), `multi_turn` of them two-turn and `specific` of them
-    about a product's specifics (SPECIFICS); same seed, same list."""
+    about a product's specifics (SPECIFICS), then `grounded` more over the RAG prompt; same seed, same list."""
     rng = random.Random(seed)
     fixable = [t for t in TOPICS if t["kind"] == "problem" and not t["esc"] and t["id"] != "bill_higher"]
     general = count - specific
@@ -903,6 +956,8 @@ def build_examples(count: int = COUNT, multi_turn: int = MULTI_TURN, specific: i
             continue
         seen.add(key)
         examples.append({"messages": messages})
+    grounding = random.Random(seed + 2)  # apart from `rng`, so the examples above are the same whatever this adds
+    examples += [{"messages": _grounded(grounding, grounding.choice(TOPICS))} for _ in range(grounded)]
     rng.shuffle(examples)
     prompts = random.Random(seed + 1)  # apart from `rng`, so the conversations are the same whatever the prompts
     for example in examples:

@@ -264,12 +264,27 @@ def test_a_fifth_of_train_asks_product_specifics_and_the_reply_says_it_has_no_de
     make_train = _load_make_train()
     stems = {stem.replace("{d}", device) for topic in make_train.SPECIFICS for stem in topic["q"]
              for device in (topic["dev"] or [""])}
-    specific = [row for row in _train_rows() if any(row["messages"][1]["content"].endswith(stem) for stem in stems)]
-    assert 0.15 <= len(specific) / len(_train_rows()) <= 0.3, f"{len(specific)} of {len(_train_rows())}"
+    plain = [row for row in _train_rows() if not row["messages"][1]["content"].startswith("Context:")]
+    specific = [row for row in plain if any(row["messages"][1]["content"].endswith(stem) for stem in stems)]
+    assert 0.15 <= len(specific) / len(plain) <= 0.3, f"{len(specific)} of {len(plain)}"
     for row in specific:
         reply = json.loads(row["messages"][-1]["content"])
         assert re.search(r"\b(don't|can't|not sure)\b", reply["answer"]), reply["answer"]
         assert reply["escalate"] is False and len(reply["steps"]) <= 2, reply
+
+
+def test_a_third_of_train_asks_over_the_rag_prompt_and_quotes_passage_1_in_the_house_format():
+    """So that the adapter keeps the house format when retrieval supplies context, and answers from it."""
+    from studio.core.rag.answer import INSTRUCTION
+
+    grounded = [row for row in _train_rows() if row["messages"][1]["content"].startswith("Context:\n[1] (")]
+    assert 0.25 <= len(grounded) / len(_train_rows()) <= 0.5, f"{len(grounded)} of {len(_train_rows())}"
+    for row in grounded:
+        prompt, reply = row["messages"][1]["content"], json.loads(row["messages"][2]["content"])
+        assert prompt.endswith(INSTRUCTION) and "\n\nQuestion: " in prompt
+        context = prompt[len("Context:\n"):prompt.index("\n\nQuestion: ")]
+        first = re.split(r"\n\n(?=\[2\] \()", context)[0]
+        assert reply["answer"] == first + "\n\n" and reply["steps"] == [], reply
 
 
 def test_train_examples_are_distinct_and_vary_in_length():
@@ -301,8 +316,8 @@ def test_train_holds_none_of_the_docs_facts():
     for row in _eval_rows():
         for fact in row["facts"]:
             assert fact not in text, f"train.jsonl contains the eval fact {fact!r}"
-    # no digits at all: no prices, dates, times, codes or phone numbers can slip in
-    digit = re.search(r".{0,30}\d.{0,30}", text)
+    # no digits but the RAG prompt's passage numbers: no prices, dates, times, codes or phone numbers can slip in
+    digit = re.search(r".{0,30}\d.{0,30}", re.sub(r"\[\d\]", "[n]", text))
     assert digit is None, f"train.jsonl contains a digit: {digit.group(0)!r}"
 
 
