@@ -3,7 +3,7 @@
 Base knows no Halden facts and writes no house JSON; RAG over sample_data/docs brings the facts; a QLoRA
 adapter trained with the Training tab's defaults on sample_data/train.jsonl brings the JSON; both
 together bring both. Runs the real ingest, the real training worker and the evaluation `studio eval`
-uses: about 2 minutes on a quiet 2-core CPU (11 s ingest, 40 s QLoRA, 70 s evaluation).
+uses: about 3 minutes on a quiet 2-core CPU (10 s ingest, 1.4 min QLoRA, 1.5 min evaluation).
 """
 
 from __future__ import annotations
