@@ -735,50 +735,51 @@ GENERAL_ANSWERS = ["I don't have those details to hand, so I can't tell you exac
                    "That depends on your product and plan, and I don't have the details here."]
 GENERAL_STEPS = ["Check your welcome pack or the manual.", "Search our help centre.",
                  "Contact our support team if you can't find it."]
+def _specific(id: str, about_product: bool, questions: list[str]) -> dict:
+    """A specifics topic: no escalation, none to two pointers to where the answer is."""
+    return T(id=id, kind="specifics", esc=False, dev=PRODUCTS if about_product else None, q=questions,
+             a=SPECIFIC_ANSWERS if about_product else GENERAL_ANSWERS, s=SPECIFIC_STEPS if about_product else GENERAL_STEPS,
+             k=(0, 2))
+
+
 SPECIFICS = [
-    T(id="spec_codes", kind="specifics", esc=False, dev=PRODUCTS,
-      q=["My {d} is showing an error code I don't recognise. What does it mean?",
-         "What does the fault code on my {d} mean?", "The display on my {d} shows a code. What is it telling me?",
-         "How do I clear the warning code on my {d}?"],
-      a=SPECIFIC_ANSWERS, s=SPECIFIC_STEPS, k=(0, 2)),
-    T(id="spec_warranty", kind="specifics", esc=False, dev=PRODUCTS,
-      q=["How long is the warranty on my {d}?", "What does the warranty on my {d} cover?",
-         "Does the warranty on my {d} cover the installation too?", "How do I register the warranty on my {d}?"],
-      a=SPECIFIC_ANSWERS, s=SPECIFIC_STEPS, k=(0, 2)),
-    T(id="spec_lights", kind="specifics", esc=False, dev=PRODUCTS,
-      q=["What does the flashing blue light on my {d} mean?", "Why is the ring light on my {d} pulsing?",
-         "The light on my {d} has turned amber. What does that mean?"],
-      a=SPECIFIC_ANSWERS, s=SPECIFIC_STEPS, k=(0, 2)),
-    T(id="spec_limits", kind="specifics", esc=False, dev=PRODUCTS,
-      q=["At what temperatures can my {d} run?", "How much space does my {d} need around it?",
-         "How much power can my {d} supply at once?", "How long does my {d} take to charge fully?"],
-      a=SPECIFIC_ANSWERS, s=SPECIFIC_STEPS, k=(0, 2)),
-    T(id="spec_updates", kind="specifics", esc=False, dev=PRODUCTS,
-      q=["What changed in the latest update for my {d}?", "When did the last software update for my {d} come out?",
-         "Which software version should my {d} be on?"],
-      a=SPECIFIC_ANSWERS, s=SPECIFIC_STEPS, k=(0, 2)),
-    T(id="spec_prices", kind="specifics", esc=False, dev=None,
-      q=["How much does your premium plan cost?", "What's the monthly price of the service plan?",
-         "How much is a call-out fee for an engineer?", "What does a replacement filter cost?",
-         "How much does it cost to move my system to a new house?"],
-      a=GENERAL_ANSWERS, s=GENERAL_STEPS, k=(0, 2)),
-    T(id="spec_settings", kind="specifics", esc=False, dev=None,
-      q=["Where in the app do I change the charging schedule?", "Which setting keeps a reserve for power cuts?",
-         "What is the default reserve level in the app?", "Which menu has the export settings?"],
-      a=GENERAL_ANSWERS, s=GENERAL_STEPS, k=(0, 2)),
-    T(id="spec_contact", kind="specifics", esc=False, dev=None,
-      q=["What are your support line's opening hours?", "What's the phone number for your support team?",
-         "Which email address do I write to about a complaint?",
-         "How quickly will an engineer visit after I report a fault?"],
-      a=GENERAL_ANSWERS, s=GENERAL_STEPS, k=(0, 2)),
-    T(id="spec_programmes", kind="specifics", esc=False, dev=None,
-      q=["How often can I skip a grid event?", "How much do I earn for each grid event?",
-         "Can I leave the export programme whenever I like?"],
-      a=GENERAL_ANSWERS, s=GENERAL_STEPS, k=(0, 2)),
-    T(id="spec_returns", kind="specifics", esc=False, dev=None,
-      q=["How many days do I have to return an accessory?", "Is there a fee for returning an opened item?",
-         "How much do I get back if I cancel my installation?"],
-      a=GENERAL_ANSWERS, s=GENERAL_STEPS, k=(0, 2)),
+    _specific("spec_codes", True,
+              ["My {d} is showing an error code I don't recognise. What does it mean?",
+               "What does the fault code on my {d} mean?",
+               "The display on my {d} shows a code. What is it telling me?",
+               "How do I clear the warning code on my {d}?"]),
+    _specific("spec_warranty", True,
+              ["How long is the warranty on my {d}?", "What does the warranty on my {d} cover?",
+               "Does the warranty on my {d} cover the installation too?",
+               "How do I register the warranty on my {d}?"]),
+    _specific("spec_lights", True,
+              ["What does the flashing blue light on my {d} mean?", "Why is the ring light on my {d} pulsing?",
+               "The light on my {d} has turned amber. What does that mean?"]),
+    _specific("spec_limits", True,
+              ["At what temperatures can my {d} run?", "How much space does my {d} need around it?",
+               "How much power can my {d} supply at once?", "How long does my {d} take to charge fully?"]),
+    _specific("spec_updates", True,
+              ["What changed in the latest update for my {d}?",
+               "When did the last software update for my {d} come out?",
+               "Which software version should my {d} be on?"]),
+    _specific("spec_prices", False,
+              ["How much does your premium plan cost?", "What's the monthly price of the service plan?",
+               "How much is a call-out fee for an engineer?", "What does a replacement filter cost?",
+               "How much does it cost to move my system to a new house?"]),
+    _specific("spec_settings", False,
+              ["Where in the app do I change the charging schedule?",
+               "Which setting keeps a reserve for power cuts?", "What is the default reserve level in the app?",
+               "Which menu has the export settings?"]),
+    _specific("spec_contact", False,
+              ["What are your support line's opening hours?", "What's the phone number for your support team?",
+               "Which email address do I write to about a complaint?",
+               "How quickly will an engineer visit after I report a fault?"]),
+    _specific("spec_programmes", False,
+              ["How often can I skip a grid event?", "How much do I earn for each grid event?",
+               "Can I leave the export programme whenever I like?"]),
+    _specific("spec_returns", False,
+              ["How many days do I have to return an accessory?", "Is there a fee for returning an opened item?",
+               "How much do I get back if I cancel my installation?"]),
 ]
 
 # Second turns for the two-turn conversations (first turn: a problem the customer can try to fix).
@@ -900,7 +901,6 @@ class _Words:
 def _passage(rng: random.Random, topic: dict) -> tuple[object, str | None]:
     """A help-centre chunk for `topic`: its answer core, then some of its steps as a list or inline."""
     from studio.core.rag.chunking import Chunk
-    from studio.core.rag.retrieval import RetrievedChunk
 
     device = _device(rng, topic)
     core = _fill(rng.choice(topic["a"]), device)
