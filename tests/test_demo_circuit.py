@@ -257,6 +257,43 @@ def test_a_never_copied_token_ends_a_quote_and_the_rest_is_still_quoted():
         DemoParams(**{**CIRCUIT, "skip_own_reply": False, "stop_at_brackets": True})
 
 
+def test_a_muted_token_is_found_by_the_copy_heads_but_copied_as_nothing_even_after_training_steps():
+    """A quote runs up to a muted token: the copy heads still land on it (it is the true continuation) but write
+    nothing there, so it is not predicted; a quote elsewhere is copied as before, and Pins.restore puts a muted
+    embedding that training moved back where no copy head's value reads it."""
+    bracket = 9  # random tokens are drawn from 10 up, so 9 only occurs where placed
+    ids = torch.randint(10, 3000, (1, 500), generator=torch.Generator().manual_seed(5))
+    ids[0, 0], ids[0, 150] = 0, bracket
+    ids[0, 300:340] = ids[0, 110:150]  # a quote that reaches the bracket
+    ids[0, 400:440] = ids[0, 200:240]  # a quote with no bracket in it
+    end, plain_quote = 339, torch.arange(401, 439)
+
+    def run(model):
+        model.config._attn_implementation = "eager"
+        with torch.no_grad():
+            out = model(input_ids=ids, output_attentions=True)
+        return out.logits.argmax(-1)[0], out.attentions[1][0, :circuit.COPY_HEADS, end, 150]
+
+    predicted, attention = run(_model(True))
+    assert predicted[end].item() == bracket and attention.mean().item() > 0.5
+    model = _model(False)
+    pins = circuit.wire(model, sink_token=0, mute_tokens=(bracket,))
+    predicted, attention = run(model)
+    assert attention.mean().item() > 0.5, "the copy heads no longer find the quote's true continuation"
+    assert predicted[end].item() != bracket, "the muted token was copied"
+    assert (predicted[plain_quote] == ids[0, plain_quote + 1]).float().mean().item() > 0.85
+
+    values = model.model.layers[1].self_attn.v_proj.weight[: circuit.COPY_HEADS * model.config.head_dim]
+    with torch.no_grad():
+        model.model.embed_tokens.weight[bracket] += torch.randn(model.config.hidden_size)  # what a training step may do
+    assert (values @ model.model.embed_tokens.weight[bracket]).abs().max().item() > 0.1
+    pins.restore()
+    assert (values @ model.model.embed_tokens.weight[bracket]).abs().max().item() < 1e-4
+    with pytest.raises(ValueError, match="not both"):
+        circuit.wire(_model(False), sink_token=0, reply_token=ASSISTANT, role_tokens=(SYSTEM, USER, ASSISTANT),
+                     nocopy_tokens=(bracket,), mute_tokens=(bracket,))
+
+
 def test_boost_makes_the_copy_heads_louder_and_touches_nothing_else():
     ids, where = _repeat_batch(3000, 256, rows=1)
     model = _model(True, span=3)

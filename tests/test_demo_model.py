@@ -336,6 +336,21 @@ def test_marking_replies_teaches_the_tokenizer_each_role_name_as_one_token_and_w
     assert mark == [0.0] * reply + [1.0] * (len(ids) - reply)
 
 
+def test_muting_passage_ends_mutes_every_bracket_token_and_question_and_refuses_stop_at_brackets_too() -> None:
+    from studio.core.demo_model.build import make_model, make_tokenizer
+
+    params = DemoParams(**{**CIRCUIT, "mute_passage_ends": True, "vocab_size": 2000, "layers": 2})
+    tokenizer = make_tokenizer(params)
+    _model, pins = make_model(tokenizer, params)
+    (_, muted, _, _), = pins.within
+    words = [tokenizer.convert_tokens_to_string([token]) for token in tokenizer.convert_ids_to_tokens(muted.tolist())]
+    assert "Question" in words and "[" in words and all("[" in w for w in words if w != "Question"), words
+    with pytest.raises(Exception, match="choose one"):
+        DemoParams(**{**CIRCUIT, "skip_own_reply": True, "stop_at_brackets": True, "mute_passage_ends": True})
+    with pytest.raises(Exception, match="copying circuit"):
+        DemoParams(mute_passage_ends=True)
+
+
 def test_copying_from_the_context_only_marks_everything_but_the_retrieved_passages() -> None:
     from studio.core.demo_model.build import MARKERS, ROLES, make_model, make_tokenizer
     from studio.core.rag.answer import build_prompt

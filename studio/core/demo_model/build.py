@@ -64,14 +64,23 @@ def make_tokenizer(params: DemoParams) -> Any:
     if names:  # the role head keys on each role name as one token (DemoParams: only with the circuit)
         texts += ["\n".join(names)] * 300
     tokenizer = train_tokenizer(texts, vocab_size=params.vocab_size)
+    if params.mute_passage_ends:  # the RAG prompt's "Question" follows the last passage; muted, it must be one token
+        if len(tokenizer(MARKERS[1], add_special_tokens=False)["input_ids"]) != 1:  # taught only where needed
+            tokenizer = train_tokenizer(texts + [MARKERS[1]] * 300, vocab_size=params.vocab_size)
+        names = (*names, MARKERS[1])
     if params.escape_tokens:
         tokenizer.add_tokens(list(JSON_ESCAPES))
     if names:
         split = [r for r in names if len(tokenizer(r, add_special_tokens=False)["input_ids"]) != 1]
         if split:
-            raise ConfigError(f"The tokenizer split the role names {split} into pieces; the circuit's role head needs each as "
-                              "one token.", "raise vocab_size, or build without skip_own_reply.")
+            raise ConfigError(f"The tokenizer split {split} into pieces; the circuit (its role head, or muting) needs each "
+                              "as one token.", "raise vocab_size, or build without skip_own_reply and mute_passage_ends.")
     return tokenizer
+
+
+def bracket_tokens(tokenizer: Any) -> tuple[int, ...]:
+    """Every vocabulary token with "[" in it: a passage header "[2] (" of the RAG prompt starts with one."""
+    return tuple(sorted(i for t, i in tokenizer.get_vocab().items() if "[" in tokenizer.convert_tokens_to_string([t])))
 
 
 def make_model(tokenizer: Any, params: DemoParams) -> tuple[Any, circuit.Pins | None]:
@@ -87,8 +96,9 @@ def make_model(tokenizer: Any, params: DemoParams) -> tuple[Any, circuit.Pins | 
         roles = {} if not ids else {"reply_token": ids[ROLES[0]], "role_tokens": tuple(ids.values()),
                                     "closed_tokens": tuple(ids[name] for name in closed)}
         if params.stop_at_brackets:
-            vocab = tokenizer.get_vocab()
-            roles["nocopy_tokens"] = tuple(sorted(i for t, i in vocab.items() if "[" in tokenizer.convert_tokens_to_string([t])))
+            roles["nocopy_tokens"] = bracket_tokens(tokenizer)
+        if params.mute_passage_ends:
+            roles["mute_tokens"] = bracket_tokens(tokenizer) + (tokenizer.convert_tokens_to_ids(MARKERS[1]),)
         pins = circuit.wire(model, sink_token=tokenizer.convert_tokens_to_ids("<|im_start|>"), seed=params.seed,
                             span=params.copy_span, copy_gain=params.copy_gain, primacy=params.primacy, **roles)
     return model, pins

@@ -204,6 +204,7 @@ class Pins:
     def __init__(self) -> None:
         self.entries: list[tuple[Any, Any, Any]] = []  # (parameter, mask, values)
         self.norms: list[tuple[Any, Any, Any]] = []  # (matrix, columns, row norms)
+        self.within: list[tuple[Any, Any, Any, Any]] = []  # (matrix, rows, columns, orthonormal basis of the allowed part)
 
     def add(self, parameter: Any, mask: Any) -> None:
         self.entries.append((parameter, mask, parameter.data[mask].clone()))
@@ -212,10 +213,17 @@ class Pins:
         """Keep each row's norm over `columns` as it is now (its direction still trains)."""
         self.norms.append((matrix, columns, matrix.data[:, columns].norm(dim=1, keepdim=True).clone()))
 
+    def hold_within(self, matrix: Any, rows: Any, columns: Any, basis: Any) -> None:
+        """Keep `rows` of `matrix`, over `columns`, in the span of `basis` (k x len(columns), orthonormal rows)."""
+        self.within.append((matrix, rows, columns, basis))
+
     def restore(self) -> None:
         """Put every pinned entry back (call after each optimizer step)."""
         for parameter, mask, values in self.entries:
             parameter.data[mask] = values
+        for matrix, rows, columns, basis in self.within:
+            part = matrix.data[rows[:, None], columns]
+            matrix.data[rows[:, None], columns] = (part @ basis.T) @ basis
         for matrix, columns, norms in self.norms:
             block = matrix.data[:, columns]
             matrix.data[:, columns] = block * (norms / block.norm(dim=1, keepdim=True).clamp_min(1e-12))
@@ -224,11 +232,29 @@ class Pins:
         return sum(int(mask.sum()) for _, mask, _ in self.entries)
 
 
+MUTE_DIMS = 16  # the subspace of the token dimensions that muted tokens live in and the copy heads' values never read
+
+
+def _mute_basis(token_dims: list[int], d: int, z: Any, seed: int) -> Any:
+    """MUTE_DIMS orthonormal directions in `token_dims`, orthogonal to the sink's direction `z` (drawn from their own
+    generator, so a build without muted tokens draws everything else as before)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed + 104729)
+    raw = torch.randn(MUTE_DIMS, len(token_dims), generator=g)
+    zt = z[token_dims]
+    raw = raw - (raw @ zt)[:, None] * zt[None, :] / float(zt @ zt)
+    basis = torch.linalg.qr(raw.T)[0].T  # MUTE_DIMS x len(token_dims)
+    out = torch.zeros(MUTE_DIMS, d)
+    out[:, token_dims] = basis
+    return out
+
+
 def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant: float = 0.3, prev_sharp: float = 110.0,
          match_score: float = 30.0, sink_at: float | None = None, copy_gain: float = 8.0, head_gain: float = 3.0,
          reply_token: int | None = None, role_tokens: tuple[int, ...] = (), role_gap: float = 12.0,
          reply_penalty: float = 60.0, primacy: float = 0.0, closed_tokens: tuple[int, ...] = (),
-         nocopy_tokens: tuple[int, ...] = ()) -> Pins:
+         nocopy_tokens: tuple[int, ...] = (), mute_tokens: tuple[int, ...] = ()) -> Pins:
     """Overwrite `model`'s random-init embeddings, output head and first two attention layers with the circuit.
 
     `span`: how many tokens a copy head compares (1 = the current token; 2 = it and the one before, which
@@ -251,6 +277,11 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     `copy_gain`: the copy heads' starting loudness (their output trains). `nocopy_tokens` (with the role head):
     tokens the copy heads never copy, as their embeddings carry the reply mark; e.g. "[", so that a quote of
     passage [1] stops where the next passage's "[2] (" header begins and the model itself decides how to go on.
+    `mute_tokens`: tokens the copy heads may land on but copy as nothing: their embeddings live in MUTE_DIMS
+    directions that no copy head's value reads (held there while training). Unlike `nocopy_tokens`, which the
+    heads avoid and so look for the next best match elsewhere (a stray token from another paragraph), a quote
+    that reaches one finds its true place and falls silent, and the trained layers alone say what comes next:
+    the closing quote of a JSON string, or the end of the answer.
 
     Returns the entries that must stay as wired for the circuit to keep working: the constant dimension, the
     previous-token heads, and the copy heads' queries, keys and values. Left free to train: the copy heads'
@@ -270,6 +301,10 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     reason = problem(cfg.num_hidden_layers, heads, hd, theta, span, skip_reply, primacy > 0)
     if reason:
         raise ValueError(reason)
+    if nocopy_tokens and mute_tokens:
+        raise ValueError("give nocopy_tokens or mute_tokens, not both: the copy heads either avoid a token or land on it silently")
+    if len(set(mute_tokens)) > MUTE_DIMS:
+        raise ValueError(f"at most {MUTE_DIMS} mute_tokens (they share {MUTE_DIMS} dimensions), not {len(set(mute_tokens))}")
     if nocopy_tokens and not skip_reply:
         raise ValueError("nocopy_tokens need the role head's reply mark: give reply_token and role_tokens too")
     if skip_reply and not {reply_token, *closed_tokens} <= set(role_tokens):
@@ -295,6 +330,12 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
         z = _orthonormal(1, token_dims, d, g)[0]  # the sink's direction
         emb[:, token_dims] -= (emb @ z)[:, None] * z[token_dims][None, :]
         emb[sink_token, token_dims] = z[token_dims] * float(emb[:, token_dims].norm(dim=1).mean())
+        mute = _mute_basis(token_dims, d, z, seed) if mute_tokens else None
+        if mute is not None:  # muted tokens keep their norm, in the mute directions
+            muted = torch.tensor(sorted(set(mute_tokens)))
+            part = emb[muted][:, token_dims]
+            inside = (part @ mute[:, token_dims].T) @ mute[:, token_dims]
+            emb[muted[:, None], torch.tensor(token_dims)] = inside * (part.norm(dim=1, keepdim=True) / inside.norm(dim=1, keepdim=True))
         rms = float(emb.pow(2).mean(dim=1).sqrt().mean())
         n0 = constant / rms  # dimension 0 after RMSNorm
 
@@ -366,6 +407,8 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
                 kw[early + half, 0] = math.sqrt(primacy / freqs[early] / REPLY_SPAN) * root / n0
             values = _orthonormal(min(hd, len(token_dims) - 1), token_dims, d, g)
             values = values - (values @ z)[:, None] * z[None, :]
+            if mute is not None:  # no value reads the mute directions: a muted token is copied as nothing
+                values = values - (values @ mute.T) @ mute
             vw[: values.shape[0]] = values
             layer1.o_proj.weight[:, rows] = 0
             layer1.o_proj.weight[:, rows][:, : values.shape[0]] = copy_gain * rms * (a @ values.T) / COPY_HEADS
@@ -379,6 +422,8 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     held[:, d // 2:] = True
     held[:, reserved] = True
     pins.add(model.model.embed_tokens.weight, held)
+    if mute is not None:
+        pins.hold_within(model.model.embed_tokens.weight, muted, torch.tensor(token_dims), mute[:, token_dims])
     pins.hold_norms(model.model.embed_tokens.weight, torch.tensor(token_dims))
     pins.add(model.model.layers[0].mlp.down_proj.weight, torch.ones_like(model.model.layers[0].mlp.down_proj.weight, dtype=torch.bool))
     for layer, count in ((layer0, span + skip_reply), (layer1, COPY_HEADS)):

@@ -20,7 +20,8 @@ from studio.errors import ConfigError
 
 
 # Fields that only change the copying circuit: a build without it refuses any of them set.
-CIRCUIT_ONLY = ("copy_span", "copy_gain", "copy_boost", "primacy", "copy_from", "skip_own_reply", "stop_at_brackets")
+CIRCUIT_ONLY = ("copy_span", "copy_gain", "copy_boost", "primacy", "copy_from", "skip_own_reply", "stop_at_brackets",
+                "mute_passage_ends")
 
 
 @dataclass
@@ -98,6 +99,12 @@ class DemoParams:
                                                                      "of passage [1] stops where the next passage's \"[2] (\" "
                                                                      "header begins, and the model decides how to end "
                                                                      "(see circuit.wire's nocopy_tokens)."})
+    mute_passage_ends: bool = field(default=False, metadata={"help": "What follows a retrieved passage in the RAG "
+                                                                      "prompt (a token with \"[\" in it, as in the next "
+                                                                      "passage's \"[2] (\", and \"Question\") is copied as "
+                                                                      "nothing: a quote of passage [1] falls silent where the "
+                                                                      "passage ends, and the model decides how to end (see "
+                                                                      "circuit.wire's mute_tokens)."})
     intermediate_size: int = param_field(512, "MLP width.", min=32, max=16384, step=32)
     stream_scale: float = param_field(0.01, "After training, the residual stream is scaled by this factor without "
                                       "changing what the model computes (see build.scale_stream): a LoRA on the value and "
@@ -122,6 +129,9 @@ class DemoParams:
         if self.stop_at_brackets and not self.skip_own_reply:
             raise ConfigError("stop_at_brackets needs the role head that skip_own_reply adds.",
                               "turn on skip_own_reply, or leave stop_at_brackets off.")
+        if self.stop_at_brackets and self.mute_passage_ends:
+            raise ConfigError("stop_at_brackets and mute_passage_ends both decide what the copy heads do at a \"[\" token.",
+                              "choose one of them.")
         if self.copy_from == "context" and not self.skip_own_reply:
             raise ConfigError("copy_from='context' needs the role head that skip_own_reply adds.",
                               "turn on skip_own_reply, or leave copy_from at 'prompt'.")
