@@ -883,32 +883,54 @@ def _key(text: str) -> str:
 # Grounded examples ---------------------------------------------------------------------------------------
 # The same kind of question asked over the studio's RAG prompt, with generic help-centre passages built from
 # the topics above as the retrieved context; the reply quotes passage [1] as the prompt shows it (from its
-# "[1] (source · heading)" line to a blank line) in "answer", JSON-escaped, with no steps of its own. The
+# "[1] (source · heading)" line to the blank line that ends it) in "answer", JSON-escaped, with no steps of its own. The
 # adapter thus learns to keep the house format when retrieval supplies context, and to take the answer from
 # that context; none of the passages holds a fact of docs/ (they are the topics' own generic text).
 HEADINGS = ["Troubleshooting", "Getting started", "Your account", "Care and cleaning", "Safety", "Contact us", "Billing"]
-EXTRA_PASSAGES = (0, 0, 1, 1, 2, 2, 3)  # other retrieved passages after passage [1] (the whole chat fits 512 tokens)
+# Other retrieved passages after passage [1], and the topic texts in one passage: the studio's default retrieval
+# gives the demo model about five passages of several paragraphs (a prompt of about 900 of its tokens at the
+# median), and an adapter trained only on short contexts loses the house format over long ones.
+EXTRA_PASSAGES = (4, 5, 5, 6, 6, 7)
+PARTS = (1, 2, 3)
+# App messages in quotes, so that replies learn to escape a double quote in the passage they quote (\").
+QUOTED = ["The app shows \"Connected\" once the device is back online.",
+          "If you see \"Try again later\", wait a few minutes before the next attempt.",
+          "Tap \"Save\" before you leave the page, or the change is lost.",
+          "A message saying \"Update available\" means a newer version is ready to install.",
+          "The status changes to \"Done\" when it has finished.",
+          "Look for the \"Help\" button at the bottom of the screen."]
 
 
 class _Words:
-    """Counts words for the RAG prompt's context budget, which these short passages never reach (the studio
-    counts the model's tokens there; no model is needed to write the data)."""
+    """Counts words for the RAG prompt's context budget, which these passages never reach (the studio counts the
+    model's tokens there; no model is needed to write the data)."""
 
     def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
         return {"input_ids": text.split()}
 
 
-def _passage(rng: random.Random, topic: dict) -> tuple[object, str | None]:
-    """A help-centre chunk for `topic`: its answer core, then some of its steps as a list or inline."""
-    from studio.core.rag.chunking import Chunk
-
-    device = _device(rng, topic)
+def _passage_text(rng: random.Random, topic: dict, device: str | None) -> str:
+    """One topic's part of a help-centre chunk: its answer core, then some of its steps as a list or inline."""
     core = _fill(rng.choice(topic["a"]), device)
     low, high = topic["k"]
     steps = [_fill(s, device) for s in rng.sample(topic["s"], rng.randint(low, min(high, len(topic["s"]))))]
+    if rng.random() < 0.25:
+        core = _join(core, rng.choice(QUOTED))
     style = rng.random()
-    text = core + "\n\n" + "\n".join("- " + s for s in steps) if steps and style < 0.5 else \
+    return core + "\n\n" + "\n".join("- " + s for s in steps) if steps and style < 0.5 else \
         " ".join([core, *steps]) if steps and style < 0.75 else core
+
+
+def _passage(rng: random.Random, topic: dict) -> tuple[object, str | None]:
+    """A help-centre chunk led by `topic`, with the texts of up to two more topics after it, blank-line apart."""
+    from studio.core.rag.chunking import Chunk
+
+    device = _device(rng, topic)
+    parts = [_passage_text(rng, topic, device)]
+    for _ in range(rng.choice(PARTS) - 1):
+        other = rng.choice(TOPICS)
+        parts.append(_passage_text(rng, other, _device(rng, other)))
+    text = "\n\n".join(parts)
     name = (device or topic["id"].split("_")[0]).replace(" ", "-")
     source = f"{name}-{rng.choice(['help', 'faq', 'guide'])}.{rng.choice(['md', 'md', 'html', 'txt'])}"
     heading = tuple(rng.sample(HEADINGS, rng.randint(0, 2)))

@@ -285,6 +285,14 @@ def test_a_third_of_train_asks_over_the_rag_prompt_and_quotes_passage_1_in_the_h
         context = prompt[len("Context:\n"):prompt.index("\n\nQuestion: ")]
         first = re.split(r"\n\n(?=\[2\] \()", context)[0]
         assert reply["answer"] == first + "\n\n" and reply["steps"] == [], reply
+    # Like the studio's default retrieval over docs/ (about five passages of several paragraphs), and with quoted
+    # app messages, whose double quotes the reply must escape.
+    passages = sorted(len(re.findall(r"^\[\d+\] \(", row["messages"][1]["content"], re.M)) for row in grounded)
+    assert passages[len(passages) // 2] >= 5, f"median {passages[len(passages) // 2]} passages"
+    paragraphs = [json.loads(row["messages"][2]["content"])["answer"].count("\n\n") for row in grounded]
+    assert sum(n >= 2 for n in paragraphs) / len(grounded) >= 0.3, "passage [1] is rarely more than one paragraph"
+    quoted = [row for row in grounded if '"' in json.loads(row["messages"][2]["content"])["answer"]]
+    assert 0.1 <= len(quoted) / len(grounded) <= 0.6, f"{len(quoted)} of {len(grounded)} quotes hold a double quote"
 
 
 def test_train_examples_are_distinct_and_vary_in_length():
