@@ -36,12 +36,12 @@ def sample(tokenizer) -> list[list[dict[str, str]]]:
 
 @pytest.fixture(scope="module")
 def rich_sample(tokenizer) -> list[list[dict[str, str]]]:
-    return list(corpus.chats(1, tokenizer, 600, rich=1.0))
+    return list(corpus.chats(1, tokenizer, 600, corpus.Mix(rich=1.0)))
 
 
 @pytest.fixture(scope="module")
 def english_sample(tokenizer) -> list[list[dict[str, str]]]:
-    return list(corpus.chats(1, tokenizer, 400, scrambled=1.0, rate=0.5, rich=0.5, english=True))
+    return list(corpus.chats(1, tokenizer, 400, corpus.Mix(scrambled=1.0, rate=0.5, rich=0.5, english=True)))
 
 
 def _ngrams(text: str, n: int = 8) -> set[tuple[str, ...]]:
@@ -69,11 +69,11 @@ def test_grounded_sets_the_share_of_rag_prompt_chats_and_its_json_part(tokenizer
         grounded = [c[-1]["content"] for c in chats if c[-2]["content"].startswith("Context:\n")]
         return len(grounded) / len(chats), sum(r.startswith("{") for r in grounded) / len(chats)
 
-    default, half = shares(sample), shares(list(corpus.chats(1, tokenizer, 1500, grounded=0.5)))
+    default, half = shares(sample), shares(list(corpus.chats(1, tokenizer, 1500, corpus.Mix(grounded=0.5))))
     assert 0.6 < default[0] < 0.8 and 0.07 < default[1] < 0.13  # 0.75, of which 0.1 JSON (some are dropped as unclean)
     assert 0.3 < half[0] < 0.55 and 0.04 < half[1] < 0.09  # 0.5, of which 2 in 15 JSON
-    assert shares(list(corpus.chats(1, tokenizer, 100, grounded=0.0)))[0] == 0.0
-    grounded, as_json = shares(list(corpus.chats(1, tokenizer, 1500, grounded=0.5, json_share=0.5)))
+    assert shares(list(corpus.chats(1, tokenizer, 100, corpus.Mix(grounded=0.0))))[0] == 0.0
+    grounded, as_json = shares(list(corpus.chats(1, tokenizer, 1500, corpus.Mix(grounded=0.5, json_share=0.5))))
     assert 0.4 < as_json / grounded < 0.6  # json_share: of the grounded chats, those asking for JSON
 
 
@@ -82,7 +82,7 @@ def test_json_unnamed_asks_for_json_without_keys_and_gets_the_default_ones(token
         return [(c[-2]["content"], json.loads(c[-1]["content"])) for c in chats if c[-1]["content"].startswith("{")]
 
     assert not any(tuple(r) == corpus.DEFAULT_KEYS for _, r in replies(sample))  # off by default
-    mixed = replies(list(corpus.chats(1, tokenizer, 1500, unnamed=0.5)))
+    mixed = replies(list(corpus.chats(1, tokenizer, 1500, corpus.Mix(unnamed=0.5))))
     unnamed = [(q, r) for q, r in mixed if tuple(r) == corpus.DEFAULT_KEYS]
     assert 0.35 < len(unnamed) / len(mixed) < 0.65, (len(unnamed), len(mixed))
     for question, reply in unnamed:
@@ -131,7 +131,7 @@ def test_rich_passages_are_laid_out_like_real_chunks_and_zero_leaves_the_plain_c
     assert sum("**" in c and ":** " in c for c in contexts) > len(contexts) / 3  # bold labelled paragraphs
     assert any("Owner's Manual - " in c and "· page " in c for c in contexts)  # PDF pages
     assert any(" – " in c.split("\n")[1] for c in contexts)  # headings like real ones: "A: b > C-1 – D"
-    assert list(corpus.chats(1, tokenizer, 50, rich=0.0)) == sample[:50]
+    assert list(corpus.chats(1, tokenizer, 50, corpus.Mix(rich=0.0))) == sample[:50]
 
 
 def test_english_scrambling_swaps_in_everyday_words_keeping_capitals(english_sample) -> None:
@@ -381,7 +381,7 @@ def test_copying_from_the_context_only_marks_everything_but_the_retrieved_passag
 
 def test_sentence_quotes_quote_the_answering_sentence_and_change_nothing_else(tokenizer) -> None:
     plain = list(corpus.chats(1, tokenizer, 300))
-    short = list(corpus.chats(1, tokenizer, 300, quote="sentence"))
+    short = list(corpus.chats(1, tokenizer, 300, corpus.Mix(quote="sentence")))
     shorter = 0
     for a, b in zip(plain, short):
         assert [m["content"] for m in a[:-1]] == [m["content"] for m in b[:-1]], "the prompts are the same chats"
@@ -410,7 +410,7 @@ def _template_matches(template: str, text: str) -> bool:
 
 
 def test_block_quotes_start_with_passage_ones_header_as_the_prompt_shows_it(tokenizer) -> None:
-    chats = list(corpus.chats(1, tokenizer, 200, quote="block"))
+    chats = list(corpus.chats(1, tokenizer, 200, corpus.Mix(quote="block")))
     grounded = [c for c in chats if c[-1]["content"].startswith("[1] (")]
     assert len(grounded) > 100
     for c in grounded:

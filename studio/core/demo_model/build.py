@@ -123,10 +123,7 @@ def build(out: str | Path = DEFAULT_OUT, params: DemoParams | None = None, log: 
     count = sum(p.numel() for p in model.parameters())
     log(f"tokenizer: {len(tokenizer)} tokens; model: {count / 1e6:.2f}M parameters; {params.steps} steps of "
         f"{params.chats_per_step} chats")
-    chats = corpus.chats(params.seed + 1, tokenizer, params.steps * params.chats_per_step, scrambled=params.scrambled,
-                         rate=params.scramble_rate, rich=params.rich_passages, english=params.english_words,
-                         quote=params.quote, grounded=params.grounded, json_share=params.json_share,
-                         unnamed=params.json_unnamed)
+    chats = corpus.chats(params.seed + 1, tokenizer, params.steps * params.chats_per_step, params.mix())
     every = max(1, params.steps // 50)
 
     def on_step(entry: StepLog) -> None:
@@ -189,8 +186,8 @@ def copy_phase(model: Any, tokenizer: Any, params: DemoParams, log: Callable[[st
     """Second phase: `params.copy_steps` steps (own warm-up and decay) on chats with scrambled passages."""
     phase = dataclasses.replace(params, steps=params.copy_steps, minutes=minutes)
     log(f"copy phase: {phase.steps} steps, {params.scrambled:.0%} of passages scrambled")
-    chats = corpus.chats(params.seed + 2, tokenizer, phase.steps * phase.chats_per_step, scrambled=params.scrambled,
-                         rate=params.scramble_rate, english=params.english_words, quote=params.quote)
+    mix = corpus.Mix(scrambled=params.scrambled, rate=params.scramble_rate, english=params.english_words, quote=params.quote)
+    chats = corpus.chats(params.seed + 2, tokenizer, phase.steps * phase.chats_per_step, mix)
     every = max(1, phase.steps // 25)
     return fit(model, tokenizer, chats, phase, lambda e: log(e.line()) if e.step % every == 0 or e.step == e.steps else None,
                cancel)

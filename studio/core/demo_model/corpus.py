@@ -276,23 +276,43 @@ def _json_reply(rng: random.Random, keys: tuple[str, str, str], text: str) -> st
     return json.dumps({keys[0]: text, keys[1]: steps, keys[2]: rng.random() < 0.2}, ensure_ascii=False)
 
 
-def grounded_chat(lex: Lexicon, tokenizer: Any, as_json: bool, scrambled: float = 0.0, rate: float = 0.33,
-                  counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, quote: str = "passage",
-                  unnamed: float = 0.0) -> list[Message]:
+GROUNDED = 0.75  # share of grounded chats (the RAG prompt); the rest is support talk
+GROUNDED_JSON = 0.1  # share of grounded chats that ask for JSON, of all chats when `grounded` is GROUNDED
+JSON_SHARE = GROUNDED_JSON / GROUNDED  # of the grounded chats, those asking for JSON: 2 in 15
+
+
+@dataclass(frozen=True)
+class Mix:
+    """What the corpus's chats are made of (a build sets it from DemoParams; see `DemoParams.mix`)."""
+
+    scrambled: float = 0.0  # share of passages with a `rate` share of their words swapped for random ones (see scramble)
+    rate: float = 0.33
+    counts: tuple[int, ...] = PASSAGE_COUNTS  # how many passages a grounded chat retrieves (drawn from these)
+    rich: float = 0.0  # share of passages laid out like real help-centre chunks (see _rich)
+    english: bool = False  # scrambled passages swap in everyday English words (english_words), not the corpus's own
+    quote: str = "passage"  # what grounded replies quote (see QUOTES)
+    grounded: float = GROUNDED  # share of grounded chats (the RAG prompt); the rest is support talk
+    json_share: float = JSON_SHARE  # of the grounded chats, those asking for JSON
+    unnamed: float = 0.0  # share of JSON requests that name no keys (see _json_request)
+
+
+def grounded_chat(lex: Lexicon, tokenizer: Any, as_json: bool, mix: Mix | None = None) -> list[Message]:
     """The studio's RAG prompt over 1-5 passages; the reply quotes passage [1] (see QUOTES) and cites it."""
     from studio.core.rag.answer import block_text, build_prompt
     from studio.core.rag.params import AnswerParams
 
+    mix = mix or Mix()
     rng = lex.rng
-    passages = [passage(lex, scrambled, rate, rich, mark=quote == "sentence") for _ in range(rng.choice(counts))]
+    passages = [passage(lex, mix.scrambled, mix.rate, mix.rich, mark=mix.quote == "sentence")
+                for _ in range(rng.choice(mix.counts))]
     question = passages[0].question
     retrieved = [_retrieved(p, i + 1) for i, p in enumerate(passages)]
-    if quote == "block":
+    if mix.quote == "block":
         reply = block_text(1, retrieved[0])
     else:
-        reply = f"{(passages[0].answer if quote == 'sentence' else passages[0].text).strip()} [1]"
+        reply = f"{(passages[0].answer if mix.quote == 'sentence' else passages[0].text).strip()} [1]"
     if as_json:
-        request, keys = _json_request(rng, unnamed)
+        request, keys = _json_request(rng, mix.unnamed)
         question, reply = f"{question} {request}", _json_reply(rng, keys, reply)
     prompt = build_prompt(question, retrieved, tokenizer, AnswerParams())
     return [*prompt.messages, {"role": "assistant", "content": reply}]
@@ -366,27 +386,16 @@ def support_chat(lex: Lexicon, unnamed: float = 0.0) -> list[Message]:
     return [*system, *history, {"role": "user", "content": user}, {"role": "assistant", "content": reply}]
 
 
-GROUNDED = 0.75  # share of grounded chats (the RAG prompt); the rest is support talk
-GROUNDED_JSON = 0.1  # share of grounded chats that ask for JSON, of all chats when `grounded` is GROUNDED
-JSON_SHARE = GROUNDED_JSON / GROUNDED  # of the grounded chats, those asking for JSON: 2 in 15
-
-
-def chat(lex: Lexicon, tokenizer: Any, scrambled: float = 0.0, rate: float = 0.33,
-         counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, quote: str = "passage",
-         grounded: float = GROUNDED, json_share: float = JSON_SHARE, unnamed: float = 0.0) -> list[Message]:
-    """One training chat: by default 65% grounded, 10% grounded JSON, 25% support talk (some of it JSON).
-
-    `scrambled` is the share of passages with a `rate` share of their words swapped for random ones (see `scramble`).
-    `grounded` is the share of grounded chats, `json_share` the share of those that ask for JSON; `unnamed` the
-    share of JSON requests that name no keys (see _json_request).
-    """
+def chat(lex: Lexicon, tokenizer: Any, mix: Mix | None = None) -> list[Message]:
+    """One training chat: by default 65% grounded, 10% grounded JSON, 25% support talk (some of it JSON)."""
+    mix = mix or Mix()
     roll = lex.rng.random()
-    as_json = json_share * grounded  # at the defaults, grounded - as_json is exactly 0.65, as it always was
-    if roll < grounded - as_json:
-        return grounded_chat(lex, tokenizer, False, scrambled, rate, counts, rich, quote, unnamed)
-    if roll < grounded:
-        return grounded_chat(lex, tokenizer, True, scrambled, rate, counts, rich, quote, unnamed)
-    return support_chat(lex, unnamed)
+    as_json = mix.json_share * mix.grounded  # at the defaults, grounded - as_json is exactly 0.65, as it always was
+    if roll < mix.grounded - as_json:
+        return grounded_chat(lex, tokenizer, False, mix)
+    if roll < mix.grounded:
+        return grounded_chat(lex, tokenizer, True, mix)
+    return support_chat(lex, mix.unnamed)
 
 
 def tokenizer_texts(seed: int, count: int = 3000, english: bool = False) -> Iterator[str]:
@@ -433,19 +442,14 @@ def is_clean(messages: list[Message], pattern: re.Pattern[str] | None) -> bool:
     return pattern is None or pattern.search(text) is None
 
 
-def chats(seed: int, tokenizer: Any, count: int, scrambled: float = 0.0, rate: float = 0.33,
-          counts: tuple[int, ...] = PASSAGE_COUNTS, rich: float = 0.0, english: bool = False,
-          quote: str = "passage", grounded: float = GROUNDED, json_share: float = JSON_SHARE,
-          unnamed: float = 0.0) -> Iterator[list[Message]]:
-    """`count` clean chats, the same ones for the same seed, tokenizer and `scrambled` share.
-
-    `english`: scrambled passages swap words for everyday English ones (`english_words`) rather than the
-    corpus's own. `quote`: what grounded replies quote (see QUOTES)."""
-    lex = Lexicon(random.Random(seed), english_words() if english else None)
+def chats(seed: int, tokenizer: Any, count: int, mix: Mix | None = None) -> Iterator[list[Message]]:
+    """`count` clean chats, the same ones for the same seed, tokenizer and mix."""
+    mix = mix or Mix()
+    lex = Lexicon(random.Random(seed), english_words() if mix.english else None)
     pattern = fact_pattern(eval_facts())
     made = 0
     while made < count:
-        messages = chat(lex, tokenizer, scrambled, rate, counts, rich, quote, grounded, json_share, unnamed)
+        messages = chat(lex, tokenizer, mix)
         if is_clean(messages, pattern):
             made += 1
             yield messages

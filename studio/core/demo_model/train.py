@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from studio.config import check_choice, check_range, param_field
-from studio.core.demo_model.corpus import GROUNDED, JSON_SHARE, QUOTES
+from studio.core.demo_model.corpus import GROUNDED, JSON_SHARE, QUOTES, Mix
 from studio.errors import ConfigError
 
 
@@ -148,6 +148,11 @@ class DemoParams:
         if self.hidden_size % self.heads:
             raise ConfigError(f"`hidden_size` {self.hidden_size} is not a multiple of `heads` {self.heads}.",
                               "pick a width that the head count divides.")
+
+    def mix(self) -> Mix:
+        """What the build's corpus is made of."""
+        return Mix(scrambled=self.scrambled, rate=self.scramble_rate, rich=self.rich_passages, english=self.english_words,
+                   quote=self.quote, grounded=self.grounded, json_share=self.json_share, unnamed=self.json_unnamed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
