@@ -295,6 +295,14 @@ def test_a_third_of_train_asks_over_the_rag_prompt_and_quotes_passage_1_in_the_h
     assert 0.1 <= len(quoted) / len(grounded) <= 0.6, f"{len(quoted)} of {len(grounded)} quotes hold a double quote"
 
 
+def test_train_fits_the_default_qlora_runs_time_budget():
+    """The default QLoRA run on the sample set must finish in 10 minutes on a 2-core CPU (issue 6), and its time
+    grows with the set's tokens. With eval-length contexts on the RAG-prompt lines (1.84 MB) it took 12.1 minutes
+    on a copying-circuit build of the demo model; with the shorter ones now written (1.24 MB), 4.8 minutes. A size
+    bound stands in for the timing, which a unit test cannot measure."""
+    assert TRAIN.stat().st_size <= 1_400_000, f"train.jsonl is {TRAIN.stat().st_size:,} bytes; shorten its RAG contexts"
+
+
 def test_train_examples_are_distinct_and_vary_in_length():
     rows = _train_rows()
     questions = [_words(row["messages"][1]["content"]) for row in rows]
