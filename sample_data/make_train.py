@@ -891,7 +891,7 @@ HEADINGS = ["Troubleshooting", "Getting started", "Your account", "Care and clea
 # gives the demo model about five passages of several paragraphs (a prompt of about 900 of its tokens at the
 # median), and an adapter trained only on short contexts loses the house format over long ones. These lines run to
 # about 600 tokens at the median: contexts as long as the evaluation's made the default QLoRA run take 12 minutes
-# on a 2-core CPU, over the Training tab's 10-minute budget for the sample set.
+# on a 2-core CPU, over the 10 minutes a run on the sample set may take.
 EXTRA_PASSAGES = (2, 3, 3, 4, 4, 5)
 PARTS = (1, 1, 2)
 # App messages in quotes, so that replies learn to escape a double quote in the passage they quote (\").
