@@ -315,6 +315,20 @@ def test_boost_makes_the_copy_heads_louder_and_touches_nothing_else():
     assert margin(louder) > margin(logits) + 0.3  # the final RMSNorm keeps it from growing 4 times
 
 
+def test_head_gain_scales_the_tied_output_head_and_the_copy_still_wins():
+    """The output head is the embeddings times head_gain: a larger gain widens every logit gap (what the model says
+    without copying needs that room), and the copy heads, read through the same head, still pick the copied token."""
+    ids, where = _repeat_batch(3000, 256, rows=1)
+    rows = {}
+    for gain in (3.0, 10.0):
+        model = _model(True, span=3, head_gain=gain)
+        rows[gain] = model.lm_head.weight.detach().norm(dim=1)
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, where]
+        assert (logits.argmax(-1) == ids[0, where + 1]).float().mean() > 0.9
+    assert torch.allclose(rows[10.0], rows[3.0] * 10 / 3, rtol=1e-4)
+
+
 CONTEXT, QUESTION = 4, 5  # the RAG prompt's markers in the chat below
 
 

@@ -234,6 +234,8 @@ def test_scaling_the_stream_keeps_every_logit_and_shrinks_the_stream(tokenizer, 
                                                  ({"threads": 1.5}, "`threads` should be a whole number"),
                                                  ({"hidden_size": 96, "heads": 5}, "not a multiple of `heads`"),
                                                  ({"minutes": 0}, "`minutes` should be a positive number"),
+                                                 ({"head_gain": 10.0}, "`head_gain` change the copying circuit"),
+                                                 ({**CIRCUIT, "head_gain": 0.1}, "`head_gain` should be a number between"),
                                                  ({**CIRCUIT, "layers": 1}, "copying circuit needs 2 layers or more"),
                                                  ({**CIRCUIT, "head_dim": 32, "rope_theta": 10000.0}, "slow frequency pairs")])
 def test_params_out_of_range_are_refused_before_building(kwargs: dict, message: str) -> None:

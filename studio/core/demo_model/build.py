@@ -100,7 +100,8 @@ def make_model(tokenizer: Any, params: DemoParams) -> tuple[Any, circuit.Pins | 
         if params.mute_passage_ends:
             roles["mute_tokens"] = bracket_tokens(tokenizer) + (tokenizer.convert_tokens_to_ids(MARKERS[1]),)
         pins = circuit.wire(model, sink_token=tokenizer.convert_tokens_to_ids("<|im_start|>"), seed=params.seed,
-                            span=params.copy_span, copy_gain=params.copy_gain, primacy=params.primacy, **roles)
+                            span=params.copy_span, copy_gain=params.copy_gain, primacy=params.primacy,
+                            head_gain=params.head_gain, **roles)
     return model, pins
 
 

@@ -21,7 +21,7 @@ from studio.errors import ConfigError
 
 # Fields that only change the copying circuit: a build without it refuses any of them set.
 CIRCUIT_ONLY = ("copy_span", "copy_gain", "copy_boost", "primacy", "copy_from", "skip_own_reply", "stop_at_brackets",
-                "mute_passage_ends")
+                "mute_passage_ends", "head_gain")
 
 
 @dataclass
@@ -105,6 +105,10 @@ class DemoParams:
                                                                       "nothing: a quote of passage [1] falls silent where the "
                                                                       "passage ends, and the model decides how to end (see "
                                                                       "circuit.wire's mute_tokens)."})
+    head_gain: float = param_field(3.0, "The circuit's output head is the embeddings (their norms held) times this "
+                                   "while training: it caps how far apart the logits of the model's own words can be, "
+                                   "so a low gain starves everything it says without copying (see circuit.wire).",
+                                   min=0.5, max=100.0, step=0.5)
     intermediate_size: int = param_field(512, "MLP width.", min=32, max=16384, step=32)
     stream_scale: float = param_field(0.01, "After training, the residual stream is scaled by this factor without "
                                       "changing what the model computes (see build.scale_stream): a LoRA on the value and "
