@@ -274,11 +274,12 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     passage [1], which comes first, is continued there and not where a later passage repeats the same words.
     Between near positions it only breaks ties; across a long prompt it can outweigh one matching token
     (match_score / span: about 4 of 30 with span 7, while primacy 12 adds up to about 6 over 1,000 positions).
-    `copy_gain`: the copy heads' starting loudness (their output trains). `head_gain`: the output head's scale while it
-    is tied to the embeddings, whose norms are held: it caps how far apart the logits of the model's own words can
-    be (at 3, a build's free text learns little beyond token frequencies; see the README). `nocopy_tokens` (with the role head):
-    tokens the copy heads never copy, as their embeddings carry the reply mark; e.g. "[", so that a quote of
-    passage [1] stops where the next passage's "[2] (" header begins and the model itself decides how to go on.
+    `copy_gain`: the copy heads' starting loudness (their output trains). `head_gain`: the output head's scale
+    while it is tied to the embeddings, whose norms are held: it caps how far apart the logits of the model's own
+    words can be (at 3, a build's free text learns little beyond token frequencies; see the README).
+    `nocopy_tokens` (with the role head): tokens the copy heads never copy, as their embeddings carry the reply
+    mark; e.g. "[", so that a quote of passage [1] stops where the next passage's "[2] (" header begins and the
+    model itself decides how to go on.
     `mute_tokens`: tokens the copy heads may land on but copy as nothing: their embeddings live in MUTE_DIMS
     directions that no copy head's value reads (held there while training). Unlike `nocopy_tokens`, which the
     heads avoid and so look for the next best match elsewhere (a stray token from another paragraph), a quote
