@@ -422,3 +422,15 @@ def test_block_quotes_start_with_passage_ones_header_as_the_prompt_shows_it(toke
         DemoParams(quote="paragraph")
     with pytest.raises(Exception, match="skip_own_reply"):
         DemoParams(skip_own_reply=True)
+
+
+def test_the_builds_head_gain_reaches_the_tied_output_head() -> None:
+    import torch
+
+    from studio.core.demo_model.build import make_model, make_tokenizer
+
+    params = DemoParams(**{**CIRCUIT, "vocab_size": 2000, "layers": 2})
+    tokenizer = make_tokenizer(params)
+    rows = {gain: make_model(tokenizer, DemoParams(**{**params.to_dict(), "head_gain": gain}))[0].lm_head.weight.detach()
+            .norm(dim=1) for gain in (3.0, 10.0)}
+    assert torch.allclose(rows[10.0], rows[3.0] * 10 / 3, rtol=1e-4)
