@@ -188,6 +188,18 @@ def test_build_is_deterministic(tmp_path: Path) -> None:
     assert all((wa[k] == wb[k]).all() for k in wa)
 
 
+def test_bf16_builds_train_under_autocast_and_stay_deterministic(tmp_path: Path) -> None:
+    import safetensors.torch
+    import torch
+
+    load = lambda r: safetensors.torch.load_file(r.path / "model.safetensors")  # noqa: E731
+    bf16 = [load(build(tmp_path / name, DemoParams(steps=2, bf16=True, **SMALL), log=lambda _: None)) for name in "ab"]
+    fp32 = load(build(tmp_path / "c", DemoParams(steps=2, **SMALL), log=lambda _: None))
+    assert all((bf16[0][k] == bf16[1][k]).all() and bf16[0][k].dtype == torch.float32 for k in fp32)
+    assert all(torch.isfinite(w).all() for w in bf16[0].values())
+    assert any(not torch.equal(bf16[0][k], fp32[k]) for k in fp32)  # the passes really ran in bfloat16
+
+
 def test_cancelled_build_leaves_the_old_folder_alone(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     out.mkdir()
