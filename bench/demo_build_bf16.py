@@ -41,7 +41,6 @@ def main() -> int:
     results = {}
     for bf16 in (False, True):
         params = dataclasses.replace(base, bf16=bf16)
-        torch.manual_seed(params.seed)
         model, pins = make_model(tokenizer, params)
         marks: list[StepLog] = []
         fit(model, tokenizer, iter(chats), params, marks.append, None, pins)

@@ -251,9 +251,8 @@ def fit(model: Any, tokenizer: Any, chats: Iterator[list[dict[str, str]]], param
             width = max(len(ids) for ids, _ in group)
             ids = torch.full((len(group), width), pad, dtype=torch.long)
             labels = torch.full((len(group), width), -100, dtype=torch.long)
-            mask = torch.zeros((len(group), width), dtype=torch.long)
             for row, (x, y) in enumerate(group):
-                ids[row, :len(x)], labels[row, :len(y)], mask[row, :len(x)] = torch.tensor(x), torch.tensor(y), 1
+                ids[row, :len(x)], labels[row, :len(y)] = torch.tensor(x), torch.tensor(y)
             # No attention mask: the padding is on the right and attention is causal, so no real token sees a pad
             # (the pads' own outputs carry no label), and without a mask SDPA takes its fused causal kernel: a padded
             # micro-batch 1.3x faster, a whole step 1.07x (float32) and 1.19x (bf16), same hidden states (README).
@@ -266,7 +265,7 @@ def fit(model: Any, tokenizer: Any, chats: Iterator[list[dict[str, str]]], param
             loss = torch.nn.functional.cross_entropy(logits, target[keep], reduction="sum") / max(supervised, 1)
             loss.backward()
             total += loss.item()
-            tokens += int(mask.sum())
+            tokens += sum(len(x) for x, _ in group)
         lr = learning_rate(step, params)
         for group_ in optimizer.param_groups:
             group_["lr"] = lr
