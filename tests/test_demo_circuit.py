@@ -294,6 +294,33 @@ def test_a_muted_token_is_found_by_the_copy_heads_but_copied_as_nothing_even_aft
                      nocopy_tokens=(bracket,), mute_tokens=(bracket,))
 
 
+def test_at_a_pause_token_and_the_next_two_the_copy_heads_rest_on_the_sink_and_then_quote_on():
+    """A quote with a pause token in it: at the pause token and the two after it the copy heads put their weight on
+    the first token (copying nothing) even though the quote goes on there; from the next token on they quote as
+    before. Without the pause the same model copies the quote on there too. (Seven-token heads, as the preset's: with
+    two, the blocks fill the second half and leave no dimension for the mark.)"""
+    pause = 9  # random tokens are drawn from 10 up, so 9 only occurs where placed
+    ids = torch.randint(10, 3000, (1, 400), generator=torch.Generator().manual_seed(6))
+    ids[0, 0], ids[0, 120] = 0, pause
+    ids[0, 300:360] = ids[0, 100:160]  # a quote with the pause token at 320
+    at, after = 320, torch.arange(320 + circuit.PAUSE_SPAN, 359)
+
+    def run(model):
+        model.config._attn_implementation = "eager"
+        with torch.no_grad():
+            out = model(input_ids=ids, output_attentions=True)
+        sink = out.attentions[1][0, :circuit.COPY_HEADS, at:at + circuit.PAUSE_SPAN, 0].mean(0).tolist()
+        return out.logits.argmax(-1)[0], sink
+
+    predicted, sink = run(_model(True, span=7))
+    paused = torch.arange(at, at + circuit.PAUSE_SPAN)
+    assert (predicted[paused] == ids[0, paused + 1]).all() and max(sink) < 0.5
+    predicted, sink = run(_model(True, span=7, pause_tokens=(pause,)))
+    assert min(sink) > 0.9, f"at the pause token and the next two the copy heads put only {sink} on the first token"
+    assert (predicted[paused] != ids[0, paused + 1]).all(), "the quote went on during the pause"
+    assert (predicted[after] == ids[0, after + 1]).float().mean().item() > 0.85
+
+
 def test_boost_makes_the_copy_heads_louder_and_touches_nothing_else():
     ids, where = _repeat_batch(3000, 256, rows=1)
     model = _model(True, span=3)

@@ -365,6 +365,39 @@ def test_muting_passage_ends_mutes_every_bracket_token_and_question_and_refuses_
         DemoParams(mute_passage_ends=True)
 
 
+def test_symbol_tokens_make_each_symbol_of_the_docs_one_token_alone_and_after_a_space() -> None:
+    from studio.core.demo_model.build import SYMBOLS, make_tokenizer
+
+    def pieces(tokenizer, text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    plain = make_tokenizer(DemoParams())
+    assert any(pieces(plain, s) > 1 for s in SYMBOLS)  # what the setting is for: "·" alone is bytes
+    tokenizer = make_tokenizer(DemoParams(symbol_tokens=True))
+    assert all(pieces(tokenizer, s) == 1 and pieces(tokenizer, f" {s}") == 1 for s in SYMBOLS)
+    assert tokenizer.decode(tokenizer("Care Plus costs £4.50 a month, 2–3 days at −5 °C")["input_ids"]) == \
+        "Care Plus costs £4.50 a month, 2–3 days at −5 °C"
+
+
+def test_pausing_after_json_marks_the_tokens_a_key_follows_and_nothing_else() -> None:
+    from studio.core.demo_model.build import make_model, make_tokenizer
+
+    params = DemoParams(**{**CIRCUIT, "pause_after_json": True, "escape_tokens": True, "layers": 2})
+    tokenizer = make_tokenizer(params)
+    model, _pins = make_model(tokenizer, params)
+    pause_dim = circuit.role_dims(params.hidden_size)[0] - 1  # below the role head's dimensions
+    marked = model.model.embed_tokens.weight[:, pause_dim].nonzero().flatten().tolist()
+    words = [tokenizer.convert_tokens_to_string([token]) for token in tokenizer.convert_ids_to_tokens(marked)]
+    assert "{\"" in words and "\"," in words, words
+    assert all(w.lstrip() == "{\"" or w.endswith(("\",", "],")) for w in words), words
+    house = '{"answer": "Sorry.\\n\\n", "steps": [], "escalate": false}'
+    pieces = [tokenizer.decode([i]) for i in tokenizer(house, add_special_tokens=False)["input_ids"]]
+    keys_after = ["".join(pieces[i + 1:i + circuit.PAUSE_SPAN]) for i, p in enumerate(pieces) if p in words]
+    assert [k.strip(' ":') for k in keys_after] == ["answer", "steps", "escalate"], pieces  # each in a pause
+    with pytest.raises(Exception, match="copying circuit"):
+        DemoParams(pause_after_json=True)
+
+
 def test_copying_from_the_context_only_marks_everything_but_the_retrieved_passages() -> None:
     from studio.core.demo_model.build import MARKERS, ROLES, make_model, make_tokenizer
     from studio.core.rag.answer import build_prompt

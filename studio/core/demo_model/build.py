@@ -46,6 +46,10 @@ class BuildResult:
 # character it stands for: a quote written into a JSON string then has as many tokens as the passage it copies, and
 # the copy heads, which match the last tokens against the context, keep their place after an escape.
 JSON_ESCAPES = ("\\n", '\\"', ' \\"')
+# Symbols of help-centre text beyond ASCII (prices, ranges, temperatures, the "·" of every RAG passage header):
+# byte-level BPE keeps each as 2-3 byte tokens unless its training text holds them, and a quote that drops one byte
+# is broken ("£2.40" came out as "\ufffd Drawyn2.40"). `symbol_tokens` teaches each, alone and after a space, as one token.
+SYMBOLS = ("£", "–", "·", "°", "−", "•", "€")
 
 
 def role_names(params: DemoParams) -> tuple[str, ...]:
@@ -63,6 +67,8 @@ def make_tokenizer(params: DemoParams) -> Any:
     names = role_names(params)
     if names:  # the role head keys on each role name as one token (DemoParams: only with the circuit)
         texts += ["\n".join(names)] * 300
+    if params.symbol_tokens:
+        texts += [" ".join(f"2{s}3 {s}1" for s in SYMBOLS)] * 3000  # each alone (after a digit) and after a space
     tokenizer = train_tokenizer(texts, vocab_size=params.vocab_size)
     if params.mute_passage_ends:  # the RAG prompt's "Question" follows the last passage; muted, it must be one token
         if len(tokenizer(MARKERS[1], add_special_tokens=False)["input_ids"]) != 1:  # taught only where needed
@@ -70,6 +76,11 @@ def make_tokenizer(params: DemoParams) -> Any:
         names = (*names, MARKERS[1])
     if params.escape_tokens:
         tokenizer.add_tokens(list(JSON_ESCAPES))
+    if params.symbol_tokens:
+        split = [s for s in SYMBOLS for text in (s, f" {s}") if len(tokenizer(text, add_special_tokens=False)["input_ids"]) != 1]
+        if split:
+            raise ConfigError(f"The tokenizer split {sorted(set(split))} into pieces; symbol_tokens needs each as one token.",
+                              "raise vocab_size, or build without symbol_tokens.")
     if names:
         split = [r for r in names if len(tokenizer(r, add_special_tokens=False)["input_ids"]) != 1]
         if split:
@@ -81,6 +92,14 @@ def make_tokenizer(params: DemoParams) -> Any:
 def bracket_tokens(tokenizer: Any) -> tuple[int, ...]:
     """Every vocabulary token with "[" in it: a passage header "[2] (" of the RAG prompt starts with one."""
     return tuple(sorted(i for t, i in tokenizer.get_vocab().items() if "[" in tokenizer.convert_tokens_to_string([t])))
+
+
+def json_key_tokens(tokenizer: Any) -> tuple[int, ...]:
+    """Every vocabulary token after which a JSON object's next key follows: `{"` (with or without a space before it)
+    and the tokens that end in `",` or `],` (a string or a list closed, and the comma)."""
+    def starts_key(text: str) -> bool:
+        return text.lstrip() == '{"' or text.endswith(('",', '],'))
+    return tuple(sorted(i for t, i in tokenizer.get_vocab().items() if starts_key(tokenizer.convert_tokens_to_string([t]))))
 
 
 def make_model(tokenizer: Any, params: DemoParams) -> tuple[Any, circuit.Pins | None]:
@@ -99,6 +118,8 @@ def make_model(tokenizer: Any, params: DemoParams) -> tuple[Any, circuit.Pins | 
             roles["nocopy_tokens"] = bracket_tokens(tokenizer)
         if params.mute_passage_ends:
             roles["mute_tokens"] = bracket_tokens(tokenizer) + (tokenizer.convert_tokens_to_ids(MARKERS[1]),)
+        if params.pause_after_json:
+            roles["pause_tokens"] = json_key_tokens(tokenizer)
         pins = circuit.wire(model, sink_token=tokenizer.convert_tokens_to_ids("<|im_start|>"), seed=params.seed,
                             span=params.copy_span, copy_gain=params.copy_gain, primacy=params.primacy,
                             head_gain=params.head_gain, **roles)

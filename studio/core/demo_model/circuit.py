@@ -45,6 +45,10 @@ from __future__ import annotations
 from typing import Any
 
 SPAN = 2  # tokens a copy head compares: the current one and the one before
+COPY_GAIN = 8.0  # the copy heads' starting loudness (wire's and the build's default)
+HEAD_GAIN = 3.0  # the tied output head's scale while training (wire's and the build's default)
+PAUSE_GAIN = 12.0  # after a pause token the sink's score is 1 + this times its own: above any match (see wire)
+PAUSE_SPAN = 3  # positions a pause lasts: the pause token's and the next two (see wire)
 COPY_HEADS = 3
 FAST_PAIRS = 8  # RoPE frequency pairs used for "the position before" (4 alias at some distances near 1,000)
 SLOW_ANGLE = 0.5  # pairs that turn less than this over MAX_SPAN positions compare tokens
@@ -251,10 +255,11 @@ def _mute_basis(token_dims: list[int], d: int, z: Any, seed: int) -> Any:
 
 
 def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant: float = 0.3, prev_sharp: float = 110.0,
-         match_score: float = 30.0, sink_at: float | None = None, copy_gain: float = 8.0, head_gain: float = 3.0,
+         match_score: float = 30.0, sink_at: float | None = None, copy_gain: float = COPY_GAIN, head_gain: float = HEAD_GAIN,
          reply_token: int | None = None, role_tokens: tuple[int, ...] = (), role_gap: float = 12.0,
          reply_penalty: float = 60.0, primacy: float = 0.0, closed_tokens: tuple[int, ...] = (),
-         nocopy_tokens: tuple[int, ...] = (), mute_tokens: tuple[int, ...] = ()) -> Pins:
+         nocopy_tokens: tuple[int, ...] = (), mute_tokens: tuple[int, ...] = (), pause_tokens: tuple[int, ...] = (),
+         pause_gain: float = PAUSE_GAIN) -> Pins:
     """Overwrite `model`'s random-init embeddings, output head and first two attention layers with the circuit.
 
     `span`: how many tokens a copy head compares (1 = the current token; 2 = it and the one before, which
@@ -285,6 +290,14 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     heads avoid and so look for the next best match elsewhere (a stray token from another paragraph), a quote
     that reaches one finds its true place and falls silent, and the trained layers alone say what comes next:
     the closing quote of a JSON string, or the end of the answer.
+    `pause_tokens`: at one of these and at the PAUSE_SPAN - 1 tokens after it the copy heads copy nothing: the
+    token's embedding carries a mark in a reserved dimension (held while training; the token's norm is kept), which
+    layer 0's first previous-token heads also carry to the next positions (into the dimension after their blocks),
+    and the copy heads' queries read both into the sink's score, `pause_gain` times its own weight, so the sink
+    outscores any match. E.g. JSON's `{"` and `",`, after which a key follows that the model writes itself (`",
+    "steps":` is four tokens): without the pause, the copy heads paste in what follows the same tokens in the
+    prompt (a key named in the question, the next passage's number after a quote that ends, or what follows the
+    word "steps" in a passage).
 
     Returns the entries that must stay as wired for the circuit to keep working: the constant dimension, the
     previous-token heads, and the copy heads' queries, keys and values. Left free to train: the copy heads'
@@ -317,9 +330,17 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     emb = model.model.embed_tokens.weight.data
     layer0, layer1 = model.model.layers[0].self_attn, model.model.layers[1].self_attn
     reserved = role_dims(d) if skip_reply else []
+    if pause_tokens:  # one more reserved dimension, below the role head's: the pause mark
+        reserved = [d // 2 - len(reserved) - 1, *reserved]
     token_dims = list(range(1, d // 2 - len(reserved)))
     block = min(d // 2 // span, len(token_dims), hd)  # width of one earlier token's copy in the second half
     blocks = [list(range(d // 2 + m * block, d // 2 + (m + 1) * block)) for m in range(span)]
+    follow = d // 2 + span * block  # with pause_tokens: marks the token after a pause token
+    mark = constant / 3  # a pause token's mark, in its reserved dimension
+    if pause_tokens and (follow >= d or block >= hd or span < PAUSE_SPAN - 1):
+        raise ValueError(f"pause_tokens need a residual dimension after the {span} blocks of {block}, a spare value row in "
+                         f"layer 0's previous-token heads and at least {PAUSE_SPAN - 1} of them; a width of {d} with heads of "
+                         f"{hd} and copy_span {span} has not")
 
     with torch.no_grad():
         # Every residual branch outside the circuit starts at zero (training grows them), so random branches,
@@ -365,11 +386,21 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
             layer0.v_proj.weight[rows][:block] = project
             out = torch.zeros(d, hd)
             out[blocks[m], torch.arange(block)] = rms
+            if pause_tokens and m < PAUSE_SPAN - 1:  # a pause token m + 1 back: a mark in the dimension after the blocks
+                layer0.v_proj.weight[rows][block, reserved[0]] = constant / mark
+                out[follow, block] = rms
             layer0.o_proj.weight[:, rows] = out
 
+        if pause_tokens:  # the mark, with the token part shortened to keep the token's norm (so its RMS, which
+            # sets how loudly the previous-token heads read it as a key, is as before)
+            paused = torch.tensor(sorted(set(pause_tokens)))
+            part = emb[paused[:, None], torch.tensor(token_dims)]
+            norms = part.norm(dim=1, keepdim=True)
+            emb[paused[:, None], torch.tensor(token_dims)] = part * ((norms ** 2 - mark ** 2).clamp_min(0).sqrt() / norms)
+            emb[paused, reserved[0]] = mark
         if skip_reply:
-            reply_dim = _role_head(model, reserved, token_dims, span, freqs, reply_token, role_tokens, role_gap, constant, n0,
-                                   closed_tokens)
+            reply_dim = _role_head(model, reserved[-ROLE_DIMS:], token_dims, span, freqs, reply_token, role_tokens, role_gap,
+                                   constant, n0, closed_tokens)
             # A never-copied token reads, as a key, like a position in a reply (what the role head writes there);
             # the embeddings' reserved dimensions are held, so it stays that way.
             emb[list(nocopy_tokens), reply_dim] = constant
@@ -400,6 +431,9 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
                         qw[slot, blocks[m - 1]] = w[j] * gain
                     kw[slot, blocks[m]] = w[j] * gain
             qw[sink_slot, 0] = 1.0 / n0
+            if pause_tokens:  # during a pause (see PAUSE_SPAN) the sink scores 1 + pause_gain times as much
+                qw[sink_slot, reserved[0]] = pause_gain / n0 * constant / mark
+                qw[sink_slot, follow] = pause_gain / n0
             kw[sink_slot] = z * sink_at * match_score * math.sqrt(hd) / math.sqrt(d)
             if skip_reply:  # a position in a reply scores reply_penalty lower (the key reads 1 / n0 there, see below)
                 qw[reply_slot, 0] = 1.0 / n0

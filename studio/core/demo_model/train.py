@@ -15,13 +15,14 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from studio.config import check_choice, check_range, param_field
+from studio.core.demo_model.circuit import COPY_GAIN, HEAD_GAIN, SPAN
 from studio.core.demo_model.corpus import GROUNDED, JSON_SHARE, QUOTES, Mix
 from studio.errors import ConfigError
 
 
 # Fields that only change the copying circuit: a build without it refuses any of them set.
 CIRCUIT_ONLY = ("copy_span", "copy_gain", "copy_boost", "primacy", "copy_from", "skip_own_reply", "stop_at_brackets",
-                "mute_passage_ends", "head_gain")
+                "mute_passage_ends", "head_gain", "pause_after_json")
 
 
 @dataclass
@@ -61,6 +62,9 @@ class DemoParams:
                                                                   "one token each, as the characters they stand for are, so "
                                                                   "the copy heads keep their place in a quote written into "
                                                                   "a JSON string (see build.JSON_ESCAPES)."})
+    symbol_tokens: bool = field(default=False, metadata={"help": "The help centre's symbols beyond ASCII (£ – · ° − • €) "
+                                                                  "are one token each, alone and after a space, so a quote "
+                                                                  "cannot drop one of their bytes (see build.SYMBOLS)."})
     chats_per_step: int = param_field(16, "Chats per optimizer step.", min=1, max=1024, step=1)
     tokens_per_micro_batch: int = param_field(6144, "Most padded tokens in one forward pass.", min=256, max=65536, step=256)
     max_length: int = param_field(1400, "Chats longer than this many tokens are cut (the default RAG prompt fits).",
@@ -78,9 +82,9 @@ class DemoParams:
     copy_circuit: bool = field(default=False, metadata={"help": "Start from weights that already copy from the "
                                                                  "context (see circuit; use the CIRCUIT shape); off = plain "
                                                                  "random init, as the committed model was built."})
-    copy_span: int = param_field(2, "Tokens the circuit's copy heads compare: the current one and those before it "
+    copy_span: int = param_field(SPAN, "Tokens the circuit's copy heads compare: the current one and those before it "
                                  "(see circuit.wire).", min=1, max=8, step=1)
-    copy_gain: float = param_field(8.0, "How loudly the circuit's copy heads start out (the scale of their output, "
+    copy_gain: float = param_field(COPY_GAIN, "How loudly the circuit's copy heads start out (the scale of their output, "
                                    "which then trains; see circuit.wire).", min=0.0, max=100.0, step=0.5)
     copy_boost: float = param_field(1.0, "After training, the circuit's copy heads' output is scaled by this factor "
                                     "(see circuit.boost): trained layers no longer outvote a quote now and then; 1 = "
@@ -105,7 +109,13 @@ class DemoParams:
                                                                       "nothing: a quote of passage [1] falls silent where the "
                                                                       "passage ends, and the model decides how to end (see "
                                                                       "circuit.wire's mute_tokens)."})
-    head_gain: float = param_field(3.0, "The circuit's output head is the embeddings (their norms held) times this "
+    pause_after_json: bool = field(default=False, metadata={"help": "At a JSON token that a key follows ({\" and the "
+                                                                     "tokens ending in \", or ],) and at the next two tokens "
+                                                                     "the circuit's copy heads copy nothing, so the model "
+                                                                     "writes the key itself instead of pasting what follows "
+                                                                     "the same tokens in the prompt (see circuit.wire's "
+                                                                     "pause_tokens)."})
+    head_gain: float = param_field(HEAD_GAIN, "The circuit's output head is the embeddings (their norms held) times this "
                                    "while training: it caps how far apart the logits of the model's own words can be, "
                                    "so a low gain starves everything it says without copying (see circuit.wire).",
                                    min=0.5, max=100.0, step=0.5)
