@@ -71,35 +71,43 @@ def make_tokenizer(params: DemoParams) -> Any:
         texts += [" ".join(f"2{s}3 {s}1" for s in SYMBOLS)] * 3000  # each alone (after a digit) and after a space
     tokenizer = train_tokenizer(texts, vocab_size=params.vocab_size)
     if params.mute_passage_ends:  # the RAG prompt's "Question" follows the last passage; muted, it must be one token
-        if len(tokenizer(MARKERS[1], add_special_tokens=False)["input_ids"]) != 1:  # taught only where needed
+        if not_one_token(tokenizer, [MARKERS[1]]):  # taught only where needed
             tokenizer = train_tokenizer(texts + [MARKERS[1]] * 300, vocab_size=params.vocab_size)
         names = (*names, MARKERS[1])
     if params.escape_tokens:
         tokenizer.add_tokens(list(JSON_ESCAPES))
     if params.symbol_tokens:
-        split = [s for s in SYMBOLS for text in (s, f" {s}") if len(tokenizer(text, add_special_tokens=False)["input_ids"]) != 1]
+        split = not_one_token(tokenizer, [*SYMBOLS, *(f" {s}" for s in SYMBOLS)])
         if split:
             raise ConfigError(f"The tokenizer split {sorted(set(split))} into pieces; symbol_tokens needs each as one token.",
                               "raise vocab_size, or build without symbol_tokens.")
     if names:
-        split = [r for r in names if len(tokenizer(r, add_special_tokens=False)["input_ids"]) != 1]
+        split = not_one_token(tokenizer, names)
         if split:
             raise ConfigError(f"The tokenizer split {split} into pieces; the circuit (its role head, or muting) needs each "
                               "as one token.", "raise vocab_size, or build without skip_own_reply and mute_passage_ends.")
     return tokenizer
 
 
+def not_one_token(tokenizer: Any, texts: Any) -> list[str]:
+    """The texts that `tokenizer` splits into more than one token."""
+    return [text for text in texts if len(tokenizer(text, add_special_tokens=False)["input_ids"]) != 1]
+
+
+def vocab_tokens(tokenizer: Any, keep: Callable[[str], bool]) -> tuple[int, ...]:
+    """The ids of every vocabulary token whose text `keep` accepts, in order."""
+    return tuple(sorted(i for t, i in tokenizer.get_vocab().items() if keep(tokenizer.convert_tokens_to_string([t]))))
+
+
 def bracket_tokens(tokenizer: Any) -> tuple[int, ...]:
     """Every vocabulary token with "[" in it: a passage header "[2] (" of the RAG prompt starts with one."""
-    return tuple(sorted(i for t, i in tokenizer.get_vocab().items() if "[" in tokenizer.convert_tokens_to_string([t])))
+    return vocab_tokens(tokenizer, lambda text: "[" in text)
 
 
 def json_key_tokens(tokenizer: Any) -> tuple[int, ...]:
     """Every vocabulary token after which a JSON object's next key follows: `{"` (with or without a space before it)
     and the tokens that end in `",` or `],` (a string or a list closed, and the comma)."""
-    def starts_key(text: str) -> bool:
-        return text.lstrip() == '{"' or text.endswith(('",', '],'))
-    return tuple(sorted(i for t, i in tokenizer.get_vocab().items() if starts_key(tokenizer.convert_tokens_to_string([t]))))
+    return vocab_tokens(tokenizer, lambda text: text.lstrip() == '{"' or text.endswith(('",', '],')))
 
 
 def make_model(tokenizer: Any, params: DemoParams) -> tuple[Any, circuit.Pins | None]:

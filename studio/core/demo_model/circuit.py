@@ -329,9 +329,9 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
     g = torch.Generator().manual_seed(seed + 7919)
     emb = model.model.embed_tokens.weight.data
     layer0, layer1 = model.model.layers[0].self_attn, model.model.layers[1].self_attn
-    reserved = role_dims(d) if skip_reply else []
-    if pause_tokens:  # one more reserved dimension, below the role head's: the pause mark
-        reserved = [d // 2 - len(reserved) - 1, *reserved]
+    role_part = role_dims(d) if skip_reply else []
+    pause_dim = d // 2 - len(role_part) - 1  # with pause_tokens: one more reserved dimension, below the role head's
+    reserved = [pause_dim, *role_part] if pause_tokens else role_part
     token_dims = list(range(1, d // 2 - len(reserved)))
     block = min(d // 2 // span, len(token_dims), hd)  # width of one earlier token's copy in the second half
     blocks = [list(range(d // 2 + m * block, d // 2 + (m + 1) * block)) for m in range(span)]
@@ -387,7 +387,7 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
             out = torch.zeros(d, hd)
             out[blocks[m], torch.arange(block)] = rms
             if pause_tokens and m < PAUSE_SPAN - 1:  # a pause token m + 1 back: a mark in the dimension after the blocks
-                layer0.v_proj.weight[rows][block, reserved[0]] = constant / mark
+                layer0.v_proj.weight[rows][block, pause_dim] = constant / mark
                 out[follow, block] = rms
             layer0.o_proj.weight[:, rows] = out
 
@@ -397,9 +397,9 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
             part = emb[paused[:, None], torch.tensor(token_dims)]
             norms = part.norm(dim=1, keepdim=True)
             emb[paused[:, None], torch.tensor(token_dims)] = part * ((norms ** 2 - mark ** 2).clamp_min(0).sqrt() / norms)
-            emb[paused, reserved[0]] = mark
+            emb[paused, pause_dim] = mark
         if skip_reply:
-            reply_dim = _role_head(model, reserved[-ROLE_DIMS:], token_dims, span, freqs, reply_token, role_tokens, role_gap,
+            reply_dim = _role_head(model, role_part, token_dims, span, freqs, reply_token, role_tokens, role_gap,
                                    constant, n0, closed_tokens)
             # A never-copied token reads, as a key, like a position in a reply (what the role head writes there);
             # the embeddings' reserved dimensions are held, so it stays that way.
@@ -432,7 +432,7 @@ def wire(model: Any, sink_token: int, seed: int = 0, span: int = SPAN, constant:
                     kw[slot, blocks[m]] = w[j] * gain
             qw[sink_slot, 0] = 1.0 / n0
             if pause_tokens:  # during a pause (see PAUSE_SPAN) the sink scores 1 + pause_gain times as much
-                qw[sink_slot, reserved[0]] = pause_gain / n0 * constant / mark
+                qw[sink_slot, pause_dim] = pause_gain / n0 * constant / mark
                 qw[sink_slot, follow] = pause_gain / n0
             kw[sink_slot] = z * sink_at * match_score * math.sqrt(hd) / math.sqrt(d)
             if skip_reply:  # a position in a reply scores reply_penalty lower (the key reads 1 / n0 there, see below)
