@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import re
@@ -377,6 +378,23 @@ def test_symbol_tokens_make_each_symbol_of_the_docs_one_token_alone_and_after_a_
     assert all(pieces(tokenizer, s) == 1 and pieces(tokenizer, f" {s}") == 1 for s in SYMBOLS)
     assert tokenizer.decode(tokenizer("Care Plus costs £4.50 a month, 2–3 days at −5 °C")["input_ids"]) == \
         "Care Plus costs £4.50 a month, 2–3 days at −5 °C"
+
+
+def test_symbol_tokens_put_the_pound_and_the_minus_into_the_corpus_so_their_tokens_are_trained() -> None:
+    import itertools
+
+    from studio.core.demo_model.build import make_tokenizer
+
+    def token_counts(params: DemoParams, tokenizer) -> dict[str, int]:
+        chats = itertools.islice(corpus.chats(1, tokenizer, 300, params.mix()), 300)
+        ids = [i for chat in chats for m in chat for i in tokenizer(m["content"], add_special_tokens=False)["input_ids"]]
+        return {s: ids.count(tokenizer.convert_tokens_to_ids(tokenizer.tokenize(s)[0])) for s in (" £", " −")}
+
+    params = DemoParams(**{**CIRCUIT, "symbol_tokens": True, "grounded": 0.35})
+    tokenizer = make_tokenizer(params)
+    assert all(n > 10 for n in token_counts(params, tokenizer).values())  # an untrained " £" once became a JSON key
+    off = dataclasses.replace(params, symbol_tokens=False)
+    assert token_counts(off, tokenizer) == {" £": 0, " −": 0}  # the default build's corpus is unchanged
 
 
 def test_pausing_after_json_marks_the_tokens_a_key_follows_and_nothing_else() -> None:

@@ -294,6 +294,7 @@ class Mix:
     grounded: float = GROUNDED  # share of grounded chats (the RAG prompt); the rest is support talk
     json_share: float = JSON_SHARE  # of the grounded chats, those asking for JSON
     unnamed: float = 0.0  # share of JSON requests that name no keys (see _json_request)
+    symbols: bool = False  # the help centre's symbols in the text too (see Lexicon.symbols)
 
 
 def grounded_chat(lex: Lexicon, tokenizer: Any, as_json: bool, mix: Mix | None = None) -> list[Message]:
@@ -445,7 +446,7 @@ def is_clean(messages: list[Message], pattern: re.Pattern[str] | None) -> bool:
 def chats(seed: int, tokenizer: Any, count: int, mix: Mix | None = None) -> Iterator[list[Message]]:
     """`count` clean chats, the same ones for the same seed, tokenizer and mix."""
     mix = mix or Mix()
-    lex = Lexicon(random.Random(seed), english_words() if mix.english else None)
+    lex = Lexicon(random.Random(seed), english_words() if mix.english else None, mix.symbols)
     pattern = fact_pattern(eval_facts())
     made = 0
     while made < count:

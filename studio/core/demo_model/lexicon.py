@@ -39,14 +39,19 @@ MONTHS = ("January", "February", "March", "April", "May", "June", "July", "Augus
           "November", "December")
 UNITS = ("minutes", "hours", "days", "weeks", "months", "years", "seconds")
 CURRENCIES = ("€", "$")
+# With `symbols`, the help centre's own: a symbol the tokenizer learns as one token must also occur in the corpus, or its
+# embedding stays random and can win where a LoRA moves the model (an untrained " £" once became a JSON key).
+SYMBOL_CURRENCIES = ("€", "$", "£")
+MINUS = "−"
 
 
 class Lexicon:
     """Seeded slot fillers. Each call draws a fresh value."""
 
-    def __init__(self, rng: random.Random, words: tuple[str, ...] | list[str] | None = None) -> None:
+    def __init__(self, rng: random.Random, words: tuple[str, ...] | list[str] | None = None, symbols: bool = False) -> None:
         self.rng = rng
         self.words = words  # what `corpus.scramble` swaps words for (None: the corpus's own words)
+        self.symbols = symbols  # prices in £ too, and frost temperatures with a minus sign (see SYMBOL_CURRENCIES)
 
     def pick(self, options: tuple[str, ...] | list[str]) -> str:
         return self.rng.choice(options)
@@ -77,7 +82,8 @@ class Lexicon:
         return f"{n} {unit}"
 
     def price(self) -> str:
-        return f"{self.pick(CURRENCIES)}{self.rng.randint(2, 400)}" + (f".{self.rng.randint(10, 99)}" if self.rng.random() < 0.3 else "")
+        currency = self.pick(SYMBOL_CURRENCIES if self.symbols else CURRENCIES)
+        return f"{currency}{self.rng.randint(2, 400)}" + (f".{self.rng.randint(10, 99)}" if self.rng.random() < 0.3 else "")
 
     def percent(self) -> str:
         return f"{self.rng.choice((12, 18, 22, 35, 45, 55, 65, 70, 75, 85, 88))}%"
@@ -105,6 +111,8 @@ class Lexicon:
         return self.pick(LABEL_WORDS)
 
     def temp(self) -> str:
+        if self.symbols and self.rng.random() < 0.3:
+            return f"{MINUS}{self.rng.randint(1, 20)} °C"
         return f"{self.rng.randint(1, 12)} °C"
 
     def temp_high(self) -> str:

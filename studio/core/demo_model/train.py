@@ -64,7 +64,8 @@ class DemoParams:
                                                                   "a JSON string (see build.JSON_ESCAPES)."})
     symbol_tokens: bool = field(default=False, metadata={"help": "The help centre's symbols beyond ASCII (£ – · ° − • €) "
                                                                   "are one token each, alone and after a space, so a quote "
-                                                                  "cannot drop one of their bytes (see build.SYMBOLS)."})
+                                                                  "cannot drop one of their bytes (see build.SYMBOLS); "
+                                                                  "the corpus then prices in £ too and has frost below zero."})
     chats_per_step: int = param_field(16, "Chats per optimizer step.", min=1, max=1024, step=1)
     tokens_per_micro_batch: int = param_field(6144, "Most padded tokens in one forward pass.", min=256, max=65536, step=256)
     max_length: int = param_field(1400, "Chats longer than this many tokens are cut (the default RAG prompt fits).",
@@ -170,7 +171,8 @@ class DemoParams:
     def mix(self) -> Mix:
         """What the build's corpus is made of."""
         return Mix(scrambled=self.scrambled, rate=self.scramble_rate, rich=self.rich_passages, english=self.english_words,
-                   quote=self.quote, grounded=self.grounded, json_share=self.json_share, unnamed=self.json_unnamed)
+                   quote=self.quote, grounded=self.grounded, json_share=self.json_share, unnamed=self.json_unnamed,
+                   symbols=self.symbol_tokens)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
