@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.demo_model import circuit, corpus
+from studio.core.demo_model.lexicon import SYMBOLS
 from studio.core.demo_model.readme import readme
 from studio.core.demo_model.train import DemoParams, StepLog, fit
 from studio.errors import ConfigError
@@ -49,7 +50,6 @@ JSON_ESCAPES = ("\\n", '\\"', ' \\"')
 # Symbols of help-centre text beyond ASCII (prices, ranges, temperatures, the "·" of every RAG passage header):
 # byte-level BPE keeps each as 2-3 byte tokens unless its training text holds them, and a quote that drops one byte
 # is broken ("£2.40" came out as "\ufffd Drawyn2.40"). `symbol_tokens` teaches each, alone and after a space, as one token.
-SYMBOLS = ("£", "–", "·", "°", "−", "•", "€")
 
 
 def role_names(params: DemoParams) -> tuple[str, ...]:

@@ -41,8 +41,10 @@ UNITS = ("minutes", "hours", "days", "weeks", "months", "years", "seconds")
 CURRENCIES = ("€", "$")
 # With `symbols`, the help centre's own: a symbol the tokenizer learns as one token must also occur in the corpus, or its
 # embedding stays random and can win where a LoRA moves the model (an untrained " £" once became a JSON key).
-SYMBOL_CURRENCIES = ("€", "$", "£")
-MINUS = "−"
+# The help centre's symbols beyond ASCII, which `symbol_tokens` makes one token each (build.make_tokenizer).
+SYMBOLS = ("£", "–", "·", "°", "−", "•", "€")
+POUND, MINUS = SYMBOLS[0], SYMBOLS[4]
+SYMBOL_CURRENCIES = (*CURRENCIES, POUND)
 
 
 class Lexicon:
